@@ -2,6 +2,7 @@ package dep
 
 import (
 	"sort"
+	"strings"
 
 	"github.com/hashicorp/consul/api"
 )
@@ -195,14 +196,9 @@ func FromKVPairs(prefix string, ps api.KVPairs) []*KeyPair {
 	return out
 }
 
+// trimPrefix makes a key relative to the listed prefix, as consul-template does.
 func trimPrefix(key, prefix string) string {
-	if len(prefix) > 0 && prefix[len(prefix)-1] != '/' {
-		prefix += "/"
-	}
-	if len(key) >= len(prefix) && key[:len(prefix)] == prefix {
-		return key[len(prefix):]
-	}
-	return key
+	return strings.TrimLeft(strings.TrimPrefix(key, prefix), "/")
 }
 
 // FromNode converts a catalog node.

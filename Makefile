@@ -1,0 +1,43 @@
+# autopilot: run `make help` for the targets.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/autopilot
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/autopilot/autopilot/internal/cli.Version=$(VERSION)
+TEST_FLAGS ?= -race -count=1 -timeout 20m
+PKGS ?= ./...
+
+.PHONY: help build test bench lint fuzz consul demo demo-stop clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build bin/autopilot
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/autopilot
+
+consul: ## build (once) and print the Consul test binary
+	@scripts/consul-bin.sh
+
+test: ## run every test (race detector on) against real Consul, nginx and HAProxy
+	CONSUL_BIN=$$(scripts/consul-bin.sh) $(GO) test $(TEST_FLAGS) $(PKGS)
+
+bench: build ## print benchmark tables (render engine, propagation, autopilot vs consul-template)
+	CONSUL_BIN=$$(scripts/consul-bin.sh) $(GO) test -run '^$$' -bench . -benchmem ./render/ ./internal/consul/
+	@if [ -d bench ]; then CONSUL_BIN=$$(scripts/consul-bin.sh) $(GO) run ./bench $(BENCH_ARGS); fi
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fuzz: ## run each fuzz target for 20s
+	$(GO) test -run '^$$' -fuzz FuzzParseService -fuzztime 20s ./internal/dep/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./internal/fixture/
+
+demo: build ## run the demo stack (Consul, customers, sales, nginx) on loopback
+	examples/demo.sh
+
+demo-stop: ## stop everything the demo started
+	examples/demo.sh stop
+
+clean:
+	rm -rf bin

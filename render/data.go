@@ -1,0 +1,141 @@
+package render
+
+import (
+	"fmt"
+	"strings"
+	"text/template"
+
+	"github.com/autopilot/autopilot/internal/dep"
+)
+
+// consulNames are the functions that read Consul data; they are bound to
+// the template's current pass.
+var consulNames = []string{"service", "services", "key", "keyOrDefault", "keyExists", "ls", "safeLs", "tree", "safeTree", "node", "nodes"}
+
+// consulFuncs are the data functions, with consul-template's names,
+// arguments and results. A query without data yields an empty value and is
+// recorded as missing, so the pass completes but its output is not written.
+func (t *Template) consulFuncs() template.FuncMap {
+	return template.FuncMap{
+		"service": func(args ...string) ([]*dep.HealthService, error) {
+			q, err := dep.ParseService(strings.Join(args, "|"))
+			if err != nil {
+				return nil, err
+			}
+			v, ok := t.recall(q)
+			if !ok {
+				return nil, nil
+			}
+			s := v.([]*dep.HealthService)
+			if n := t.opts.MinInstances; n > 0 && len(s) < n {
+				t.pass.miss(q, fmt.Sprintf("%d of at least %d instances (minInstances)", len(s), n))
+			}
+			return s, nil
+		},
+		"services": func(args ...string) ([]*dep.CatalogSnippet, error) {
+			q, err := dep.ParseDC(dep.KindCatalogServices, strings.Join(args, ""))
+			if err != nil {
+				return nil, err
+			}
+			v, ok := t.recall(q)
+			if !ok {
+				return nil, nil
+			}
+			return v.([]*dep.CatalogSnippet), nil
+		},
+		"key": func(s string) (string, error) {
+			kp, err := t.key(s)
+			if err != nil || kp == nil {
+				return "", err
+			}
+			if !kp.Exists {
+				// consul-template blocks rendering until the key exists.
+				q, _ := dep.ParseKey(s)
+				t.pass.miss(q, "key does not exist")
+			}
+			return kp.Value, nil
+		},
+		"keyExists": func(s string) (bool, error) {
+			kp, err := t.key(s)
+			return kp != nil && kp.Exists, err
+		},
+		"keyOrDefault": func(s, def string) (string, error) {
+			kp, err := t.key(s)
+			if err != nil {
+				return "", err
+			}
+			if kp == nil || !kp.Exists {
+				return def, nil
+			}
+			return kp.Value, nil
+		},
+		"ls":       t.list(false, false),
+		"safeLs":   t.list(false, true),
+		"tree":     t.list(true, false),
+		"safeTree": t.list(true, true),
+		"node": func(args ...string) (*dep.CatalogNode, error) {
+			q, err := dep.ParseNode(strings.Join(args, ""))
+			if err != nil {
+				return nil, err
+			}
+			v, ok := t.recall(q)
+			if !ok {
+				return nil, nil
+			}
+			return v.(*dep.CatalogNode), nil
+		},
+		"nodes": func(args ...string) ([]*dep.Node, error) {
+			q, err := dep.ParseDC(dep.KindCatalogNodes, strings.Join(args, ""))
+			if err != nil {
+				return nil, err
+			}
+			v, ok := t.recall(q)
+			if !ok {
+				return nil, nil
+			}
+			return v.([]*dep.Node), nil
+		},
+	}
+}
+
+func (t *Template) key(s string) (*dep.KeyPair, error) {
+	q, err := dep.ParseKey(s)
+	if err != nil {
+		return nil, err
+	}
+	v, ok := t.recall(q)
+	if !ok {
+		return nil, nil
+	}
+	return v.(*dep.KeyPair), nil
+}
+
+// list builds ls (top-level keys only) and tree (every key but folders);
+// the safe variants treat an empty prefix as missing data, so an outage or
+// a wiped prefix never renders an empty file.
+func (t *Template) list(recursive, safe bool) func(string) ([]*dep.KeyPair, error) {
+	return func(s string) ([]*dep.KeyPair, error) {
+		q, err := dep.ParsePrefix(s)
+		if err != nil {
+			return nil, err
+		}
+		v, ok := t.recall(q)
+		if !ok {
+			return nil, nil
+		}
+		all := v.([]*dep.KeyPair)
+		out := make([]*dep.KeyPair, 0, len(all))
+		for _, p := range all {
+			switch {
+			case recursive && !strings.HasSuffix(p.Key, "/") && p.Key != "":
+				out = append(out, p)
+			case !recursive && p.Key != "" && !strings.Contains(p.Key, "/"):
+				out = append(out, p)
+			}
+		}
+		if safe && len(out) == 0 {
+			t.pass.miss(q, "prefix is empty (safe"+map[bool]string{false: "Ls", true: "Tree"}[recursive]+" waits for keys)")
+		}
+		return out, nil
+	}
+}

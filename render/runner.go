@@ -1,0 +1,493 @@
+package render
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/autopilot/autopilot/internal/dep"
+	"github.com/autopilot/autopilot/internal/proc"
+)
+
+// Config is one template to keep rendered.
+type Config struct {
+	Source      string      // template path
+	Destination string      // file to keep up to date
+	Perms       fs.FileMode // 0 = keep the existing file's mode, else 0644
+	// Check runs on the candidate file before it replaces Destination;
+	// {{.Path}} in its arguments is the candidate's path. Non-zero exit
+	// leaves Destination and the service alone.
+	Check proc.Command
+	// Command runs after each swap (consul-template's third field).
+	Command proc.Command
+	// Reload, if set, runs after Command: the supervisor's reloadSignal.
+	Reload func(ctx context.Context) error
+	Wait   Wait // quiescence before a re-render; zero = render at once
+	Options
+}
+
+// Wait is a quiescence window: render Min after the last change, but no
+// later than Max after the first one of a burst.
+type Wait struct{ Min, Max time.Duration }
+
+// ParseWait parses "MIN" or "MIN:MAX" (Go durations, or plain seconds).
+// Without MAX it is 4×MIN, as in consul-template.
+func ParseWait(s string) (Wait, error) {
+	if s == "" {
+		return Wait{}, nil
+	}
+	minS, maxS, hasMax := strings.Cut(s, ":")
+	parse := func(v string) (time.Duration, error) {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d, nil
+		}
+		var n float64
+		if _, err := fmt.Sscanf(v, "%g", &n); err == nil && fmt.Sprint(n) == strings.TrimSpace(v) {
+			return time.Duration(n * float64(time.Second)), nil
+		}
+		return 0, fmt.Errorf("wait %q: %q is not a duration like 200ms or 2s", s, v)
+	}
+	w := Wait{}
+	var err error
+	if w.Min, err = parse(minS); err != nil {
+		return Wait{}, err
+	}
+	if hasMax {
+		if w.Max, err = parse(maxS); err != nil {
+			return Wait{}, err
+		}
+	} else {
+		w.Max = 4 * w.Min
+	}
+	if w.Min < 0 || w.Max < w.Min {
+		return Wait{}, fmt.Errorf("wait %q: want 0 <= MIN <= MAX", s)
+	}
+	return w, nil
+}
+
+// Mode says what a Runner does with a complete render.
+type Mode int
+
+const (
+	ModeWrite  Mode = iota // swap the file in and run the commands
+	ModeDryRun             // print the output; write and run nothing
+	ModeDiff               // print a unified diff against the destination
+)
+
+// RunnerOptions configure a Runner.
+type RunnerOptions struct {
+	Mode Mode
+	Out  io.Writer // dry-run and diff output (default os.Stdout)
+	// Commands runs check and reload commands; its Reaper keeps it safe
+	// next to the supervisor's zombie reaping. nil runs them plainly.
+	Commands *proc.Runner
+	// WatchTemplates re-parses and re-renders a template when its source file changes.
+	WatchTemplates bool
+	Log            zerolog.Logger
+}
+
+// Runner keeps a set of templates rendered from a Source. Once renders each
+// template a first time (for preStart and -once); Run keeps them up to date.
+type Runner struct {
+	src   dep.Source
+	opts  RunnerOptions
+	units []*unit
+	outMu sync.Mutex // serialises dry-run/diff printing
+}
+
+// Stats counts what a template's runner did.
+type Stats struct {
+	Renders        int // executions with complete data
+	Writes         int // files swapped in
+	CheckFailures  int
+	Commands       int // reload commands and signals run
+	ReloadFailures int
+}
+
+// unit is one template's state; only its own goroutine touches it after
+// NewRunner, except stats (guarded by mu).
+type unit struct {
+	cfg    Config
+	log    zerolog.Logger
+	notify chan struct{}
+	reload chan struct{} // template source edited
+
+	tmplMu sync.Mutex
+	tmpl   *Template
+
+	used  map[dep.Query]any // queries of the last pass and the values they had
+	last  []byte            // destination content we know is in place (nil: none)
+	have  bool              // last is meaningful
+	first bool              // first complete render done
+
+	mu    sync.Mutex
+	stats Stats
+}
+
+// NewRunner parses every template; an error names the file and position.
+func NewRunner(src dep.Source, cfgs []Config, opts RunnerOptions) (*Runner, error) {
+	if opts.Out == nil {
+		opts.Out = os.Stdout
+	}
+	r := &Runner{src: src, opts: opts}
+	for _, c := range cfgs {
+		t, err := ParseFile(c.Source, c.Options)
+		if err != nil {
+			return nil, err
+		}
+		u := &unit{cfg: c, tmpl: t, notify: make(chan struct{}, 1), reload: make(chan struct{}, 1),
+			log: opts.Log.With().Str("template", c.Source).Str("destination", c.Destination).Logger()}
+		if b, err := os.ReadFile(c.Destination); err == nil {
+			u.last, u.have = b, true
+		}
+		r.units = append(r.units, u)
+	}
+	return r, nil
+}
+
+// Stats returns the counters of each template, in configuration order.
+func (r *Runner) Stats() []Stats {
+	out := make([]Stats, len(r.units))
+	for i, u := range r.units {
+		u.mu.Lock()
+		out[i] = u.stats
+		u.mu.Unlock()
+	}
+	return out
+}
+
+// MissingError says which data a render was still waiting for.
+type MissingError struct {
+	Template string
+	Missing  []Missing
+	Errs     []error // last errors from the source, if it reported any
+}
+
+func (e *MissingError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: timed out waiting for data:", e.Template)
+	for i, m := range e.Missing {
+		fmt.Fprintf(&b, "\n  %s", m)
+		if i < len(e.Errs) && e.Errs[i] != nil {
+			fmt.Fprintf(&b, " (last error: %v)", e.Errs[i])
+		}
+	}
+	return b.String()
+}
+
+// ErrIncomplete wraps every MissingError, for errors.Is.
+var ErrIncomplete = errors.New("render incomplete")
+
+func (e *MissingError) Unwrap() error { return ErrIncomplete }
+
+// Once renders every template once its data is complete, and handles the
+// output per the mode. It returns when all are done, or with an error when
+// ctx ends first (a *MissingError per template still waiting, joined) or a
+// template fails to execute or check.
+func (r *Runner) Once(ctx context.Context) error {
+	errs := make([]error, len(r.units))
+	var wg sync.WaitGroup
+	for i, u := range r.units {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.once(ctx, u)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (r *Runner) once(ctx context.Context, u *unit) error {
+	for {
+		res, err := r.execute(u)
+		if err != nil {
+			return err
+		}
+		if res.Complete() {
+			return r.apply(ctx, u, res.Output)
+		}
+		select {
+		case <-ctx.Done():
+			return r.missingError(u, res)
+		case <-u.notify:
+		}
+	}
+}
+
+func (r *Runner) missingError(u *unit, res *Result) error {
+	e := &MissingError{Template: u.cfg.Source, Missing: res.Missing}
+	if er, ok := r.src.(dep.ErrorReporter); ok {
+		for _, m := range res.Missing {
+			e.Errs = append(e.Errs, er.LastError(m.Query))
+		}
+	}
+	return e
+}
+
+// Run keeps every template rendered until ctx ends. Errors are logged and
+// the last good file stays; Run returns nil when ctx ends.
+func (r *Runner) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	if r.opts.WatchTemplates {
+		stop, err := r.watchSources(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	for _, u := range r.units {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.run(ctx, u)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (r *Runner) run(ctx context.Context, u *unit) {
+	defer r.unsubscribeAll(u)
+	for {
+		res, err := r.execute(u)
+		switch {
+		case err != nil:
+			u.log.Error().Err(err).Msg("template failed to execute; keeping the last good file")
+		case !res.Complete():
+			u.log.Info().Strs("waiting_for", missingStrings(res.Missing)).Msg("not rendering: data incomplete; keeping the last good file")
+		default:
+			if err := r.apply(ctx, u, res.Output); err != nil && ctx.Err() == nil {
+				u.log.Error().Err(err).Msg("render not applied")
+			}
+		}
+		if !r.waitForChange(ctx, u) {
+			return
+		}
+	}
+}
+
+// waitForChange blocks until a dependency or the template changed, then
+// lets the change settle for the Wait window. It reports false when ctx ends.
+func (r *Runner) waitForChange(ctx context.Context, u *unit) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-u.notify:
+	case <-u.reload:
+		r.reparse(u)
+	}
+	w := u.cfg.Wait
+	if w.Min <= 0 {
+		return true
+	}
+	deadline := time.NewTimer(w.Max)
+	defer deadline.Stop()
+	quiet := time.NewTimer(w.Min)
+	defer quiet.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return true
+		case <-quiet.C:
+			return true
+		case <-u.reload:
+			r.reparse(u)
+		case <-u.notify:
+		}
+		if !quiet.Stop() {
+			select {
+			case <-quiet.C:
+			default:
+			}
+		}
+		quiet.Reset(w.Min)
+	}
+}
+
+// execute runs the template, moves the subscriptions to what this pass
+// used and logs which data changed since the last pass.
+func (r *Runner) execute(u *unit) (*Result, error) {
+	u.tmplMu.Lock()
+	t := u.tmpl
+	u.tmplMu.Unlock()
+	res, err := t.Execute(r.src, u.notify)
+	if res == nil {
+		return nil, err
+	}
+	now := make(map[dep.Query]any, len(res.Used))
+	var changed []string
+	for _, q := range res.Used {
+		v, _ := r.src.Get(q)
+		now[q] = v
+		if old, ok := u.used[q]; ok && !sameValue(old, v) {
+			changed = append(changed, q.String())
+		}
+	}
+	for q := range u.used {
+		if _, ok := now[q]; !ok {
+			r.src.Unsubscribe(q, u.notify)
+		}
+	}
+	u.used = now
+	if len(changed) > 0 {
+		u.log.Info().Strs("changed", changed).Msg("data changed")
+	}
+	if err == nil && res.Complete() {
+		u.mu.Lock()
+		u.stats.Renders++
+		u.mu.Unlock()
+	}
+	return res, err
+}
+
+func (r *Runner) unsubscribeAll(u *unit) {
+	for q := range u.used {
+		r.src.Unsubscribe(q, u.notify)
+	}
+	u.used = nil
+}
+
+// sameValue reports whether a source returned the very same value: sources
+// publish a new value on every change, so identity is enough and cheap.
+func sameValue(a, b any) bool {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	if !va.IsValid() || !vb.IsValid() {
+		return va.IsValid() == vb.IsValid()
+	}
+	if va.Type() != vb.Type() {
+		return false
+	}
+	switch va.Kind() {
+	case reflect.Slice:
+		return va.Len() == vb.Len() && (va.Len() == 0 || va.Pointer() == vb.Pointer())
+	case reflect.Pointer, reflect.Map:
+		return va.Pointer() == vb.Pointer()
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+func missingStrings(ms []Missing) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.String()
+	}
+	return out
+}
+
+// apply handles one complete render according to the mode.
+func (r *Runner) apply(ctx context.Context, u *unit, out []byte) error {
+	switch r.opts.Mode {
+	case ModeDryRun:
+		r.outMu.Lock()
+		defer r.outMu.Unlock()
+		if len(r.units) > 1 {
+			fmt.Fprintf(r.opts.Out, "> %s\n", u.cfg.Destination)
+		}
+		_, err := r.opts.Out.Write(out)
+		return err
+	case ModeDiff:
+		r.outMu.Lock()
+		defer r.outMu.Unlock()
+		cur, _ := os.ReadFile(u.cfg.Destination)
+		_, err := io.WriteString(r.opts.Out, UnifiedDiff(u.cfg.Destination, u.cfg.Destination+" (rendered)", cur, out))
+		return err
+	}
+	return r.swap(ctx, u, out)
+}
+
+// swap is the write path: unchanged -> nothing; else stage, check, swap,
+// reload; a failed reload puts the previous file back and reloads again.
+func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
+	if u.have && bytes.Equal(out, u.last) {
+		u.log.Debug().Msg("rendered output unchanged; no write, no reload")
+		return nil
+	}
+	staged, err := Stage(u.cfg.Destination, out, u.cfg.Perms)
+	if err != nil {
+		return err
+	}
+	if err := r.check(ctx, u, staged.Path()); err != nil {
+		staged.Abort()
+		u.mu.Lock()
+		u.stats.CheckFailures++
+		u.mu.Unlock()
+		return err
+	}
+	if err := staged.Commit(); err != nil {
+		return err
+	}
+	prev, hadPrev := u.last, u.have
+	u.last, u.have = out, true
+	u.mu.Lock()
+	u.stats.Writes++
+	u.mu.Unlock()
+	u.log.Info().Int("bytes", len(out)).Msg("file updated")
+
+	err = r.reload(ctx, u)
+	if err == nil || !hadPrev {
+		return err
+	}
+	u.mu.Lock()
+	u.stats.ReloadFailures++
+	u.mu.Unlock()
+	u.log.Error().Err(err).Msg("reload failed; restoring the previous file")
+	if werr := WriteFile(u.cfg.Destination, prev, u.cfg.Perms); werr != nil {
+		return fmt.Errorf("%w; restoring previous file: %v", err, werr)
+	}
+	u.last = prev
+	if rerr := r.reload(ctx, u); rerr != nil {
+		return fmt.Errorf("%w; reload after restoring previous file: %v", err, rerr)
+	}
+	return fmt.Errorf("%w (previous file restored and reloaded)", err)
+}
+
+func (r *Runner) check(ctx context.Context, u *unit, path string) error {
+	if u.cfg.Check.IsZero() {
+		return nil
+	}
+	cmd, err := u.cfg.Check.Expand(struct{ Path string }{path})
+	if err != nil {
+		return fmt.Errorf("check command for %s: %w", u.cfg.Destination, err)
+	}
+	output, err := r.opts.Commands.Output(ctx, cmd)
+	if err != nil {
+		u.log.Error().Err(err).Str("command", cmd.String()).Str("output", string(output)).Msg("check failed; destination and service left alone")
+		return fmt.Errorf("check %s: %w: %s", u.cfg.Destination, err, bytes.TrimSpace(output))
+	}
+	return nil
+}
+
+func (r *Runner) reload(ctx context.Context, u *unit) error {
+	if !u.cfg.Command.IsZero() {
+		u.mu.Lock()
+		u.stats.Commands++
+		u.mu.Unlock()
+		output, err := r.opts.Commands.Output(ctx, u.cfg.Command)
+		if err != nil {
+			return fmt.Errorf("command %q for %s: %w: %s", u.cfg.Command, u.cfg.Destination, err, bytes.TrimSpace(output))
+		}
+		u.log.Info().Str("command", u.cfg.Command.String()).Msg("command ran")
+	}
+	if u.cfg.Reload != nil {
+		u.mu.Lock()
+		u.stats.Commands++
+		u.mu.Unlock()
+		if err := u.cfg.Reload(ctx); err != nil {
+			return fmt.Errorf("reload for %s: %w", u.cfg.Destination, err)
+		}
+	}
+	return nil
+}

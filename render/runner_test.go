@@ -1,0 +1,212 @@
+package render
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/autopilot/autopilot/internal/proc"
+	"github.com/autopilot/autopilot/internal/testenv"
+)
+
+const upstreamTmpl = `{{ range service "web" }}server {{ .Address }}:{{ .Port }};
+{{ end }}`
+
+func startRunner(t *testing.T, src *mapSource, cfg Config) (*Runner, context.CancelFunc) {
+	t.Helper()
+	r, err := NewRunner(src, []Config{cfg}, RunnerOptions{Commands: &proc.Runner{}, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return r, cancel
+}
+
+func TestRunnerWritesOnChangeOnly(t *testing.T) {
+	src := newMapSource()
+	q := svcQuery(t, "web")
+	src.set(q, instances("web", "127.0.0.1"))
+	dest := filepath.Join(t.TempDir(), "out.conf")
+	marker := filepath.Join(t.TempDir(), "ran")
+	r, _ := startRunner(t, src, Config{Source: writeTemp(t, "t.ctmpl", upstreamTmpl), Destination: dest,
+		Command: proc.Command{Argv: []string{"sh", "-c", "echo x >> " + marker}}})
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		got := readFile(t, dest)
+		return got == "server 127.0.0.1:8000;\n", got
+	})
+	// Same data again (a new slice, equal content): rendered, not written.
+	src.set(q, instances("web", "127.0.0.1"))
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		s := r.Stats()[0]
+		return s.Renders >= 2, "renders " + string(rune('0'+s.Renders))
+	})
+	if s := r.Stats()[0]; s.Writes != 1 || s.Commands != 1 {
+		t.Fatalf("stats %+v, want 1 write and 1 command for unchanged output", s)
+	}
+	src.set(q, instances("web", "127.0.0.1", "127.0.0.2"))
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		got := readFile(t, dest)
+		return strings.Count(got, "server") == 2, got
+	})
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		got := readFile(t, marker)
+		return got == "x\nx\n", got
+	})
+}
+
+func TestRunnerCheckFailureKeepsGoodFile(t *testing.T) {
+	src := newMapSource()
+	q := svcQuery(t, "web")
+	src.set(q, instances("web", "127.0.0.1"))
+	dest := filepath.Join(t.TempDir(), "out.conf")
+	// The check rejects any candidate that mentions 127.0.0.9.
+	check := proc.Command{Argv: []string{"sh", "-c", "! grep -q 127.0.0.9 {{.Path}}"}}
+	r, _ := startRunner(t, src, Config{Source: writeTemp(t, "t.ctmpl", upstreamTmpl), Destination: dest, Check: check})
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		got := readFile(t, dest)
+		return got == "server 127.0.0.1:8000;\n", got
+	})
+	src.set(q, instances("web", "127.0.0.9"))
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		return r.Stats()[0].CheckFailures == 1, "no check failure yet"
+	})
+	if got := readFile(t, dest); got != "server 127.0.0.1:8000;\n" {
+		t.Fatalf("destination = %q after a failed check, want the last good file", got)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(dest))
+	if len(entries) != 1 {
+		t.Fatalf("directory holds %d entries, want only the destination (candidate removed)", len(entries))
+	}
+	// The next change is tried again.
+	src.set(q, instances("web", "127.0.0.3"))
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		got := readFile(t, dest)
+		return got == "server 127.0.0.3:8000;\n", got
+	})
+}
+
+func TestRunnerReloadFailureRestoresPrevious(t *testing.T) {
+	src := newMapSource()
+	q := svcQuery(t, "web")
+	src.set(q, instances("web", "127.0.0.1"))
+	dest := filepath.Join(t.TempDir(), "out.conf")
+	var reloads atomic.Int32
+	reload := func(ctx context.Context) error {
+		n := reloads.Add(1)
+		b, _ := os.ReadFile(dest)
+		if strings.Contains(string(b), "127.0.0.9") {
+			return errors.New("proxy refused the config")
+		}
+		_ = n
+		return nil
+	}
+	r, _ := startRunner(t, src, Config{Source: writeTemp(t, "t.ctmpl", upstreamTmpl), Destination: dest, Reload: reload})
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) { return reloads.Load() == 1, "first reload" })
+	src.set(q, instances("web", "127.0.0.9"))
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		s := r.Stats()[0]
+		return s.ReloadFailures == 1 && reloads.Load() == 3, "waiting for failed reload + reload of restored file"
+	})
+	if got := readFile(t, dest); got != "server 127.0.0.1:8000;\n" {
+		t.Fatalf("destination = %q, want the previous file restored", got)
+	}
+}
+
+func TestRunnerWaitCoalescesBurst(t *testing.T) {
+	src := newMapSource()
+	q := svcQuery(t, "web")
+	src.set(q, instances("web", "127.0.0.1"))
+	dest := filepath.Join(t.TempDir(), "out.conf")
+	r, _ := startRunner(t, src, Config{Source: writeTemp(t, "t.ctmpl", upstreamTmpl), Destination: dest,
+		Wait: Wait{Min: 100 * time.Millisecond, Max: time.Second}})
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) { return r.Stats()[0].Writes == 1, "first write" })
+	addrs := []string{}
+	for i := 0; i < 20; i++ {
+		addrs = append(addrs, "127.0.1."+string(rune('0'+i%10)))
+		src.set(q, instances("web", addrs...))
+	}
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		got := readFile(t, dest)
+		return strings.Count(got, "server") == 20, got
+	})
+	if w := r.Stats()[0].Writes; w > 3 {
+		t.Fatalf("%d writes for a burst of 20 changes with wait 100ms:1s, want at most 2 after the first", w)
+	}
+}
+
+func TestParseWait(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Wait
+		wantErr bool
+	}{
+		{"", Wait{}, false},
+		{"200ms:1s", Wait{200 * time.Millisecond, time.Second}, false},
+		{"2s", Wait{2 * time.Second, 8 * time.Second}, false},
+		{"1", Wait{time.Second, 4 * time.Second}, false},
+		{"1s:500ms", Wait{}, true},
+		{"soon", Wait{}, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseWait(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("ParseWait(%q) = %v, %v; want %v, err %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestStageKeepsModeAndCommitsAtomically(t *testing.T) {
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "f.conf")
+	if err := os.WriteFile(dest, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Stage(dest, []byte("new"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, dest); got != "old" {
+		t.Fatalf("destination changed before commit: %q", got)
+	}
+	if got := readFile(t, s.Path()); got != "new" {
+		t.Fatalf("candidate = %q", got)
+	}
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	info, _ := os.Stat(dest)
+	if info.Mode().Perm() != 0o600 || readFile(t, dest) != "new" {
+		t.Fatalf("after commit: mode %v content %q, want 0600 new", info.Mode().Perm(), readFile(t, dest))
+	}
+	if err := WriteFile(filepath.Join(dir, "fresh"), []byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := os.Stat(filepath.Join(dir, "fresh")); info.Mode().Perm() != DefaultPerms {
+		t.Fatalf("new file mode %v, want %v", info.Mode().Perm(), DefaultPerms)
+	}
+	if err := WriteFile(filepath.Join(dir, "missing-dir", "f"), []byte("x"), 0); err == nil {
+		t.Fatal("write into a missing directory succeeded")
+	}
+}
+
+func TestUnifiedDiff(t *testing.T) {
+	a := "a\nb\nc\nd\n"
+	b := "a\nB\nc\nd\ne\n"
+	want := "--- old\n+++ new\n@@ -1,4 +1,5 @@\n a\n-b\n+B\n c\n d\n+e\n"
+	if got := UnifiedDiff("old", "new", []byte(a), []byte(b)); got != want {
+		t.Fatalf("diff:\n%s\nwant:\n%s", got, want)
+	}
+	if got := UnifiedDiff("a", "b", []byte(a), []byte(a)); got != "" {
+		t.Fatalf("diff of equal inputs = %q", got)
+	}
+}

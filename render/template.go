@@ -1,0 +1,235 @@
+// Package render turns templates into config files from Consul data:
+// it executes a template to discover what it depends on, waits until every
+// dependency has data, writes the result atomically, and re-renders when
+// the data changes. The same engine serves `autopilot render` and the
+// supervisor's `templates`.
+package render
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"text/template"
+
+	"github.com/autopilot/autopilot/internal/dep"
+)
+
+// Template is a parsed template. Parsing happens once; each Execute binds
+// the data source for that pass only, so re-renders never reparse.
+// A Template is safe for concurrent use (executions are serialised).
+type Template struct {
+	name string // the source path, used in every error
+	tmpl *template.Template
+
+	opts Options
+
+	mu   sync.Mutex // serialises executions; guards pass
+	pass *pass
+}
+
+// Options change how a template executes.
+type Options struct {
+	// Strict makes a missing map key an error (missingkey=error) instead of
+	// consul-template's default "<no value>".
+	Strict bool
+	// MinInstances makes a `service` answer with fewer instances count as
+	// missing data, so the file keeps its last good content rather than
+	// losing upstreams (0 = off, consul-template's behaviour).
+	MinInstances int
+}
+
+// Parse parses text as the template named name (its source path).
+func Parse(name, text string, opts Options) (*Template, error) {
+	t := &Template{name: name}
+	funcs := helperFuncs()
+	for k, v := range t.consulFuncs() {
+		funcs[k] = v
+	}
+	tm := template.New(name).Funcs(funcs)
+	if opts.Strict {
+		tm = tm.Option("missingkey=error")
+	}
+	if _, err := tm.Parse(text); err != nil {
+		return nil, positionError(name, text, err)
+	}
+	t.tmpl = tm
+	t.opts = opts
+	return t, nil
+}
+
+// ParseFile reads and parses a template file.
+func ParseFile(path string, opts Options) (*Template, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("template %s: %w", path, err)
+	}
+	return Parse(path, string(b), opts)
+}
+
+// Name is the template's source path.
+func (t *Template) Name() string { return t.name }
+
+// Result is the outcome of one execution.
+type Result struct {
+	Output []byte
+	// Used lists every query the template made, in first-use order: the
+	// template's dependencies for this pass.
+	Used []dep.Query
+	// Missing lists the queries that had no (or not enough) data; the output
+	// must not be written while it is non-empty.
+	Missing []Missing
+}
+
+// Complete reports whether every dependency had data.
+func (r *Result) Complete() bool { return len(r.Missing) == 0 }
+
+// Missing is a dependency that kept a render from completing, and why.
+type Missing struct {
+	Query  dep.Query
+	Reason string // "no data yet", "key does not exist", "prefix is empty", "1 of 2 instances"
+}
+
+func (m Missing) String() string { return m.Query.String() + ": " + m.Reason }
+
+// pass is the state of one execution: where data comes from and what was asked.
+type pass struct {
+	src     dep.Source
+	notify  chan<- struct{}
+	used    map[dep.Query]bool
+	order   []dep.Query
+	missing []Missing
+}
+
+// Execute runs the template against src. Every query it makes is
+// subscribed with notify (nil: no subscription), so the caller hears about
+// changes to exactly what this pass used. Queries without data render as
+// empty values and are reported in Result.Missing.
+func (t *Template) Execute(src dep.Source, notify chan<- struct{}) (*Result, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := &pass{src: src, notify: notify, used: map[dep.Query]bool{}}
+	t.pass = p
+	defer func() { t.pass = nil }()
+	var buf bytes.Buffer
+	err := t.tmpl.Execute(&buf, nil)
+	res := &Result{Output: buf.Bytes(), Used: p.order, Missing: p.missing}
+	if err != nil {
+		return res, executeError(t.name, err)
+	}
+	return res, nil
+}
+
+// recall looks q up in the current pass's source, subscribing to it.
+func (t *Template) recall(q dep.Query) (any, bool) {
+	p := t.pass
+	if !p.used[q] {
+		p.used[q] = true
+		p.order = append(p.order, q)
+		if p.notify != nil {
+			p.src.Subscribe(q, p.notify)
+		}
+	}
+	v, ok := p.src.Get(q)
+	if !ok {
+		p.miss(q, "no data yet")
+	}
+	return v, ok
+}
+
+func (p *pass) miss(q dep.Query, reason string) {
+	for _, m := range p.missing {
+		if m.Query == q {
+			return
+		}
+	}
+	p.missing = append(p.missing, Missing{Query: q, Reason: reason})
+}
+
+// positionError makes a parse error say file:line:col. text/template
+// reports "template: NAME:LINE: msg"; the column is found from the
+// offending token when the message quotes one.
+func positionError(name, text string, err error) error {
+	msg := err.Error()
+	prefix := "template: " + name + ":"
+	if !strings.HasPrefix(msg, prefix) {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	rest := msg[len(prefix):]
+	line, detail, ok := strings.Cut(rest, ": ")
+	if !ok {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	var ln int
+	if _, scanErr := fmt.Sscanf(line, "%d", &ln); scanErr != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	col := guessColumn(text, ln, detail)
+	if col > 0 {
+		return &PositionError{File: name, Line: ln, Col: col, Msg: detail, Err: err}
+	}
+	return &PositionError{File: name, Line: ln, Msg: detail, Err: err}
+}
+
+var quoted = regexp.MustCompile(`"([^"]+)"|(\S+) not defined`)
+
+// guessColumn finds the 1-based column of the token an error names on line ln.
+func guessColumn(text string, ln int, detail string) int {
+	lines := strings.Split(text, "\n")
+	if ln < 1 || ln > len(lines) {
+		return 0
+	}
+	l := lines[ln-1]
+	if m := quoted.FindStringSubmatch(detail); m != nil {
+		tok := m[1]
+		if tok == "" {
+			tok = m[2]
+		}
+		if i := strings.Index(l, tok); i >= 0 {
+			return i + 1
+		}
+	}
+	if i := strings.Index(l, "{{"); i >= 0 {
+		return i + 1
+	}
+	return 0
+}
+
+// PositionError is a template error with its place in the source.
+type PositionError struct {
+	File      string
+	Line, Col int // Col 0 = unknown
+	Msg       string
+	Err       error
+}
+
+func (e *PositionError) Error() string {
+	if e.Col > 0 {
+		return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
+	}
+	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+}
+
+func (e *PositionError) Unwrap() error { return e.Err }
+
+// execPos matches text/template's "template: NAME:LINE:COL: executing ..." prefix.
+var execPos = regexp.MustCompile(`^template: (.*?):(\d+):(\d+): (.*)$`)
+
+// executeError reformats an execution error as file:line:col: message.
+func executeError(name string, err error) error {
+	var ee template.ExecError
+	msg := err.Error()
+	if errors.As(err, &ee) {
+		msg = ee.Err.Error()
+	}
+	if m := execPos.FindStringSubmatch(msg); m != nil {
+		var ln, col int
+		fmt.Sscanf(m[2], "%d", &ln)
+		fmt.Sscanf(m[3], "%d", &col)
+		return &PositionError{File: name, Line: ln, Col: col, Msg: m[4], Err: err}
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}

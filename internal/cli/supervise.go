@@ -1,0 +1,131 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/rs/zerolog"
+
+	"github.com/autopilot/autopilot/render"
+	"github.com/autopilot/autopilot/supervisor"
+)
+
+// superviseFlags are the flags of `autopilot [flags] [--] COMMAND [ARGS...]`
+// and `autopilot check`.
+type superviseFlags struct {
+	config string
+	consul string
+}
+
+func parseSuperviseFlags(name string, args []string, stderr io.Writer) (*superviseFlags, []string, error) {
+	f := &superviseFlags{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.config, "config", "", "config `FILE`, file://FILE or inline JSON (default $AUTOPILOT, else $CONTAINERPILOT)")
+	fs.StringVar(&f.consul, "consul", "", "Consul `ADDR`, overriding the config's consul")
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	if f.config == "" {
+		f.config = os.Getenv("AUTOPILOT")
+	}
+	if f.config == "" {
+		f.config = os.Getenv("CONTAINERPILOT")
+	}
+	return f, fs.Args(), nil
+}
+
+// loadConfig loads the config named by spec; no spec is an empty config
+// (autopilot then is a plain init: reaping, signals, exit codes).
+func loadConfig(spec string) (*supervisor.Config, error) {
+	if spec == "" {
+		c, err := supervisor.Parse([]byte("{}"), "empty config", os.LookupEnv)
+		if err == nil {
+			c.Dir, _ = os.Getwd()
+		}
+		return c, err
+	}
+	return supervisor.Load(spec, os.LookupEnv)
+}
+
+// runSupervisor runs the app in args under the supervisor.
+func runSupervisor(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f, argv, err := parseSuperviseFlags("autopilot", args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if len(argv) == 0 {
+		fmt.Fprintln(stderr, "autopilot: no command to run")
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cfg, err := loadConfig(f.config)
+	if err != nil {
+		fmt.Fprintf(stderr, "autopilot: %v\n", err)
+		return exitUsage
+	}
+	log, err := supervisorLogger(stderr, cfg.Logging)
+	if err != nil {
+		fmt.Fprintf(stderr, "autopilot: %v\n", err)
+		return exitUsage
+	}
+	return supervisor.Run(ctx, cfg, argv, supervisor.Options{
+		Consul:     f.consul,
+		ConfigSpec: f.config,
+		Stdout:     stdout,
+		Stderr:     stderr,
+		Log:        log,
+	})
+}
+
+// supervisorLogger is JSON on w by default, or console text.
+func supervisorLogger(w io.Writer, l supervisor.Logging) (zerolog.Logger, error) {
+	if l.Format == "text" {
+		return consoleLogger(w, l.Level)
+	}
+	lvl, err := zerolog.ParseLevel(l.Level)
+	if err != nil {
+		return zerolog.Nop(), fmt.Errorf("log level %q: %w", l.Level, err)
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Str("component", "autopilot").Logger(), nil
+}
+
+// runCheck validates a config and its templates without running anything.
+func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f, rest, err := parseSuperviseFlags("autopilot check", args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "autopilot check: unexpected arguments %q\n", rest)
+		return exitUsage
+	}
+	if f.config == "" {
+		fmt.Fprintln(stderr, "autopilot check: -config FILE is required")
+		return exitUsage
+	}
+	cfg, err := supervisor.Load(f.config, os.LookupEnv)
+	if err != nil {
+		fmt.Fprintf(stderr, "autopilot check: %v\n", err)
+		return exitUsage
+	}
+	for i, t := range cfg.Templates {
+		if _, err := render.ParseFile(cfg.TemplatePath(t), render.Options{MinInstances: t.MinInstances}); err != nil {
+			fmt.Fprintf(stderr, "autopilot check: %s: templates[%d]: %v\n", cfg.Name, i, err)
+			return exitUsage
+		}
+	}
+	fmt.Fprintf(stdout, "OK %s: %d services, %d backends, %d templates\n", cfg.Name, len(cfg.Services), len(cfg.Backends), len(cfg.Templates))
+	return exitOK
+}

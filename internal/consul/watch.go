@@ -224,6 +224,10 @@ func (w *Watcher) loop(ctx context.Context, wt *watch) {
 		if err != nil {
 			failures++
 			suspect = true
+			// The agent may have restarted with a lower index; a blocking
+			// query with our old index would then hang until WaitTime.
+			// Ask afresh (non-blocking) on the next try.
+			index = 0
 			w.setErr(wt, err)
 			d := backoff(failures, w.opts.BackoffMin, w.opts.BackoffMax)
 			log.Warn().Err(err).Int("failures", failures).Dur("retry_in", d).Msg("consul query failed; keeping last good data")

@@ -1,0 +1,193 @@
+package consul
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/rs/zerolog"
+
+	"github.com/autopilot/autopilot/internal/dep"
+	"github.com/autopilot/autopilot/internal/testenv"
+)
+
+func newTestWatcher(t *testing.T, addr string, opts WatchOptions) *Watcher {
+	t.Helper()
+	client, err := NewClient(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWatcher(context.Background(), client, opts, zerolog.Nop())
+	t.Cleanup(w.Close)
+	return w
+}
+
+func register(t *testing.T, c *api.Client, id, name string, port int, status string) {
+	t.Helper()
+	err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{
+		ID: id, Name: name, Port: port, Address: "127.0.0.1", Tags: []string{"b", "a"},
+		Check: &api.AgentServiceCheck{CheckID: id + ":ttl", TTL: "1m", Status: status},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func instancesOf(w *Watcher, q dep.Query) (int, string) {
+	v, ok := w.Get(q)
+	if !ok {
+		return -1, "no data"
+	}
+	s := v.([]*dep.HealthService)
+	return len(s), fmt.Sprintf("%d instances", len(s))
+}
+
+func TestWatcherFollowsHealth(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	c := agent.Client(t)
+	w := newTestWatcher(t, agent.HTTPAddr, WatchOptions{})
+	q, _ := dep.ParseService("web")
+	anyQ, _ := dep.ParseService("web|any")
+	ch := make(chan struct{}, 1)
+	w.Subscribe(q, ch)
+	w.Subscribe(anyQ, ch)
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) { n, s := instancesOf(w, q); return n == 0, s })
+
+	register(t, c, "web-1", "web", 8001, api.HealthPassing)
+	register(t, c, "web-2", "web", 8002, api.HealthCritical)
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		n, s := instancesOf(w, q)
+		m, _ := instancesOf(w, anyQ)
+		return n == 1 && m == 2, s
+	})
+	v, _ := w.Get(q)
+	got := v.([]*dep.HealthService)[0]
+	if got.ID != "web-1" || got.Address != "127.0.0.1" || got.Port != 8001 || got.Status != "passing" || fmt.Sprint(got.Tags) != "[a b]" {
+		t.Fatalf("instance = %+v", got)
+	}
+	// Flip the TTL checks: web-2 passes, web-1 fails.
+	if err := c.Agent().UpdateTTL("web-2:ttl", "", api.HealthPassing); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Agent().UpdateTTL("web-1:ttl", "", api.HealthCritical); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		v, _ := w.Get(q)
+		s := v.([]*dep.HealthService)
+		return len(s) == 1 && s[0].ID == "web-2", fmt.Sprintf("%d instances", len(s))
+	})
+	if err := c.Agent().ServiceDeregister("web-2"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) { n, s := instancesOf(w, q); return n == 0, s })
+}
+
+func TestWatcherSharesOneQueryPerDependency(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	w := newTestWatcher(t, agent.HTTPAddr, WatchOptions{})
+	q, _ := dep.ParseService("web")
+	var chans []chan struct{}
+	for i := 0; i < 50; i++ {
+		ch := make(chan struct{}, 1)
+		chans = append(chans, ch)
+		w.Subscribe(q, ch)
+	}
+	kq := dep.Query{Kind: dep.KindKVGet, Name: "cfg/x"}
+	w.Subscribe(kq, chans[0])
+	if st := w.Stats(); st.Watches != 2 {
+		t.Fatalf("%d watches for 2 unique queries", st.Watches)
+	}
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		_, ok := w.Get(kq)
+		return ok, "kv answer"
+	})
+	if _, err := agent.Client(t).KV().Put(&api.KVPair{Key: "cfg/x", Value: []byte("1")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		v, _ := w.Get(kq)
+		kp := v.(*dep.KeyPair)
+		return kp.Exists && kp.Value == "1", fmt.Sprintf("%+v", kp)
+	})
+	// Every subscriber was told about the service's first answer.
+	for i, ch := range chans {
+		select {
+		case <-ch:
+		default:
+			if i != 0 {
+				t.Fatalf("subscriber %d was never signalled", i)
+			}
+		}
+	}
+	// Requests: a handful per query (initial + one per change), never per subscriber.
+	if st := w.Stats(); st.Requests > 10 {
+		t.Fatalf("%d requests for 2 queries and one change; want one loop per query", st.Requests)
+	}
+	for _, ch := range chans {
+		w.Unsubscribe(q, ch)
+	}
+	if st := w.Stats(); st.Watches != 1 {
+		t.Fatalf("%d watches after the last subscriber left one query", st.Watches)
+	}
+}
+
+// TestWatcherKeepsDataThroughOutage: errors never publish, an agent that
+// comes back empty is held for the grace period, and re-registered
+// instances are published at once.
+func TestWatcherKeepsDataThroughOutage(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	w := newTestWatcher(t, agent.HTTPAddr, WatchOptions{BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, RecoveryGrace: 3 * time.Second})
+	q, _ := dep.ParseService("web")
+	ch := make(chan struct{}, 1)
+	w.Subscribe(q, ch)
+	register(t, agent.Client(t), "web-1", "web", 8001, api.HealthPassing)
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) { n, s := instancesOf(w, q); return n == 1, s })
+
+	agent.Kill()
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		return w.LastError(q) != nil, "no error seen yet"
+	})
+	if n, s := instancesOf(w, q); n != 1 {
+		t.Fatalf("during the outage: %s, want the last good answer", s)
+	}
+	agent.Restart() // a fresh, empty agent on the same address
+	start := time.Now()
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) { return w.LastError(q) == nil, "still failing" })
+	if n, s := instancesOf(w, q); n != 1 {
+		t.Fatalf("right after recovery: %s; want the empty answer held back", s)
+	}
+	// Re-registration is published at once, well before the grace ends.
+	register(t, agent.Client(t), "web-9", "web", 8009, api.HealthPassing)
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		v, _ := w.Get(q)
+		s := v.([]*dep.HealthService)
+		return len(s) == 1 && s[0].ID == "web-9", fmt.Sprintf("%d instances", len(s))
+	})
+	if time.Since(start) > 3*time.Second {
+		t.Logf("re-registration took %v (longer than the grace)", time.Since(start))
+	}
+}
+
+func TestWatcherPublishesEmptyAfterGrace(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	w := newTestWatcher(t, agent.HTTPAddr, WatchOptions{BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, RecoveryGrace: 500 * time.Millisecond})
+	q, _ := dep.ParseService("web")
+	w.Subscribe(q, make(chan struct{}, 1))
+	register(t, agent.Client(t), "web-1", "web", 8001, api.HealthPassing)
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) { n, s := instancesOf(w, q); return n == 1, s })
+	agent.Restart()
+	// Nobody re-registers: after the grace the empty answer is the truth.
+	testenv.Eventually(t, 15*time.Second, func() (bool, string) { n, s := instancesOf(w, q); return n == 0, s })
+}
+
+func TestBackoffBounds(t *testing.T) {
+	for failures := 1; failures < 20; failures++ {
+		d := backoff(failures, 100*time.Millisecond, 2*time.Second)
+		if d < 50*time.Millisecond || d > 2*time.Second {
+			t.Fatalf("backoff(%d) = %v, outside [50ms, 2s]", failures, d)
+		}
+	}
+}

@@ -1,0 +1,133 @@
+package render
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/rs/zerolog"
+
+	"github.com/autopilot/autopilot/internal/consul"
+	"github.com/autopilot/autopilot/internal/proc"
+	"github.com/autopilot/autopilot/internal/testenv"
+)
+
+// liveRunner renders cfgs from a real agent until the test ends.
+func liveRunner(t *testing.T, addr string, cfgs ...Config) *Runner {
+	t.Helper()
+	client, err := consul.NewClient(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := consul.NewWatcher(ctx, client, consul.WatchOptions{}, zerolog.Nop())
+	r, err := NewRunner(w, cfgs, RunnerOptions{Commands: &proc.Runner{}, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; w.Close() })
+	return r
+}
+
+func registerTTL(t *testing.T, c *api.Client, id, name, addr string, port int, status string, tags ...string) {
+	t.Helper()
+	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{
+		ID: id, Name: name, Address: addr, Port: port, Tags: tags,
+		Check: &api.AgentServiceCheck{CheckID: id + ":ttl", TTL: "5m", Status: status},
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRenderFromConsul(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	c := agent.Client(t)
+	tmpl := writeTemp(t, "app.ctmpl", `{{ range service "web" }}{{ .ID }} {{ .Address }}:{{ .Port }} {{ .Tags }}
+{{ end }}max_conns={{ key "app/max_conns" }}
+{{ range ls "app/features" }}{{ .Key }}={{ .Value }} {{ end }}
+`)
+	dest := filepath.Join(t.TempDir(), "app.conf")
+	registerTTL(t, c, "web-1", "web", "127.0.0.1", 8001, api.HealthPassing, "z", "a")
+	r := liveRunner(t, agent.HTTPAddr, Config{Source: tmpl, Destination: dest})
+	expect := func(want string) {
+		t.Helper()
+		testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+			got := readFile(t, dest)
+			return got == want, got
+		})
+	}
+	// key blocks rendering until it exists: nothing written yet.
+	if got := readFile(t, dest); !strings.HasPrefix(got, "<") {
+		t.Fatalf("file written before app/max_conns existed: %q", got)
+	}
+	kv := c.KV()
+	if _, err := kv.Put(&api.KVPair{Key: "app/max_conns", Value: []byte("100")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	expect("web-1 127.0.0.1:8001 [a z]\nmax_conns=100\n\n")
+
+	registerTTL(t, c, "web-2", "web", "127.0.0.2", 8002, api.HealthPassing)
+	if _, err := kv.Put(&api.KVPair{Key: "app/features/gzip", Value: []byte("on")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	expect("web-1 127.0.0.1:8001 [a z]\nweb-2 127.0.0.2:8002 []\nmax_conns=100\ngzip=on \n")
+
+	// A failing TTL check takes web-1 out; passing again brings it back.
+	if err := c.Agent().UpdateTTL("web-1:ttl", "down", api.HealthCritical); err != nil {
+		t.Fatal(err)
+	}
+	expect("web-2 127.0.0.2:8002 []\nmax_conns=100\ngzip=on \n")
+	if err := c.Agent().UpdateTTL("web-1:ttl", "up", api.HealthPassing); err != nil {
+		t.Fatal(err)
+	}
+	expect("web-1 127.0.0.1:8001 [a z]\nweb-2 127.0.0.2:8002 []\nmax_conns=100\ngzip=on \n")
+
+	if err := c.Agent().ServiceDeregister("web-2"); err != nil {
+		t.Fatal(err)
+	}
+	expect("web-1 127.0.0.1:8001 [a z]\nmax_conns=100\ngzip=on \n")
+	if s := r.Stats()[0]; s.Writes < 5 {
+		t.Fatalf("stats %+v: want a write per change", s)
+	}
+}
+
+// TestStockTemplatesPassRealChecks renders the shipped templates from a
+// live agent and runs them through nginx -t and haproxy -c.
+func TestStockTemplatesPassRealChecks(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	c := agent.Client(t)
+	for i := 1; i <= 3; i++ {
+		registerTTL(t, c, fmt.Sprintf("customers-%d", i), "customers", "127.0.0.1", 4000+i, api.HealthPassing)
+	}
+	registerTTL(t, c, "sales-1", "sales", "127.0.0.1", 3001, api.HealthPassing)
+	registerTTL(t, c, "broken-1", "broken", "127.0.0.1", 5001, api.HealthCritical)
+	dir := t.TempDir()
+	t.Setenv("NGINX_PID", filepath.Join(dir, "nginx.pid"))
+	t.Setenv("NGINX_LISTEN", "127.0.0.1:18080")
+	t.Setenv("HAPROXY_BIND", "127.0.0.1:18081")
+	nginxConf, haproxyCfg := filepath.Join(dir, "nginx.conf"), filepath.Join(dir, "haproxy.cfg")
+	liveRunner(t, agent.HTTPAddr,
+		Config{Source: "../templates/nginx.conf.tmpl", Destination: nginxConf},
+		Config{Source: "../templates/haproxy.cfg.tmpl", Destination: haproxyCfg})
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		n, h := readFile(t, nginxConf), readFile(t, haproxyCfg)
+		return strings.Count(n, "server 127.0.0.1:") == 4 && strings.Count(h, "    server ") == 4, n + h
+	})
+	n := readFile(t, nginxConf)
+	if strings.Contains(n, "broken") || strings.Contains(n, "upstream consul") {
+		t.Fatalf("nginx.conf has a block for a service without healthy instances or for consul:\n%s", n)
+	}
+	if out, err := exec.Command("nginx", "-t", "-p", dir, "-c", nginxConf).CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t rejected the stock template's output: %v\n%s\n%s", err, out, n)
+	}
+	if out, err := exec.Command("haproxy", "-c", "-f", haproxyCfg).CombinedOutput(); err != nil {
+		t.Fatalf("haproxy -c rejected the stock template's output: %v\n%s\n%s", err, out, readFile(t, haproxyCfg))
+	}
+}

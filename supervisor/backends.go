@@ -82,6 +82,8 @@ func (b *backend) run(ctx context.Context) {
 		if set := instanceSet(v); set != seen {
 			b.log.Info().Str("instances", set).Msg("backend changed")
 			seen, dirty = set, true
+		} else {
+			b.log.Debug().Msg("backend answer without membership change")
 		}
 	}
 	maybeStart := func() {

@@ -1,0 +1,194 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/autopilot/autopilot/internal/consul"
+	"github.com/autopilot/autopilot/internal/dep"
+	"github.com/autopilot/autopilot/internal/fixture"
+	"github.com/autopilot/autopilot/internal/proc"
+	"github.com/autopilot/autopilot/render"
+)
+
+// templateFlags collects repeated -template SRC[:DEST[:COMMAND]] values.
+type templateFlags []string
+
+func (t *templateFlags) String() string     { return strings.Join(*t, ",") }
+func (t *templateFlags) Set(s string) error { *t = append(*t, s); return nil }
+
+// parseTemplateSpec splits consul-template's source:destination:command.
+// The command is split on whitespace with no shell, like every command in
+// autopilot; wrap it in `sh -c` yourself if you need one.
+func parseTemplateSpec(s string) (render.Config, error) {
+	parts := strings.SplitN(s, ":", 3)
+	c := render.Config{Source: parts[0]}
+	if c.Source == "" {
+		return c, fmt.Errorf("-template %q: missing source", s)
+	}
+	if len(parts) > 1 {
+		c.Destination = parts[1]
+	}
+	if len(parts) > 2 && strings.TrimSpace(parts[2]) != "" {
+		cmd, err := proc.ParseCommand(parts[2])
+		if err != nil {
+			return c, fmt.Errorf("-template %q: command: %w", s, err)
+		}
+		c.Command = cmd
+	}
+	return c, nil
+}
+
+func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	stderr = &lockedWriter{w: stderr}
+	fs := flag.NewFlagSet("autopilot render", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		templates    templateFlags
+		consulAddr   = fs.String("consul", "", "Consul HTTP address (host:port or https://host:port); default $CONSUL_HTTP_ADDR or 127.0.0.1:8500")
+		data         = fs.String("data", "", "render from this JSON fixture instead of Consul")
+		snapshot     = fs.String("snapshot", "", "write a fixture of the live Consul's services, KV and nodes to this file and exit")
+		once         = fs.Bool("once", false, "render once all data is present, then exit")
+		dryRun       = fs.Bool("dry-run", false, "print the rendered output instead of writing files or running commands")
+		diff         = fs.Bool("diff", false, "print a unified diff against each destination instead of writing it")
+		watchTmpl    = fs.Bool("watch-templates", false, "re-render when a template file changes")
+		wait         = fs.String("wait", "", "quiescence MIN[:MAX] before re-rendering after a change, e.g. 200ms:1s")
+		timeout      = fs.Duration("timeout", 30*time.Second, "with -once: how long to wait for all data")
+		strict       = fs.Bool("strict", false, "a missing map key is an error (default: renders \"<no value>\", as consul-template)")
+		minInstances = fs.Int("min-instances", 0, "treat a service with fewer healthy instances as missing data (keep the last good file)")
+		stale        = fs.Bool("stale", false, "allow stale reads from any Consul server")
+		logLevel     = fs.String("log-level", "info", "debug, info, warn or error")
+	)
+	fs.Var(&templates, "template", "SRC[:DEST[:COMMAND]] (repeatable)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: autopilot render [flags] -template SRC[:DEST[:COMMAND]] ...")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	log, err := consoleLogger(stderr, *logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "autopilot render: %v\n", err)
+		return exitUsage
+	}
+	usageErr := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "autopilot render: "+format+"\n", a...)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if *snapshot != "" {
+		return writeSnapshot(ctx, *consulAddr, *snapshot, stderr)
+	}
+	if len(templates) == 0 {
+		return usageErr("no -template given")
+	}
+	if *dryRun && *diff {
+		return usageErr("-dry-run and -diff exclude each other")
+	}
+	w, err := render.ParseWait(*wait)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	var cfgs []render.Config
+	for _, spec := range templates {
+		c, err := parseTemplateSpec(spec)
+		if err != nil {
+			return usageErr("%v", err)
+		}
+		if c.Destination == "" && !*dryRun {
+			return usageErr("-template %q: no destination (only -dry-run can do without one)", spec)
+		}
+		c.Wait = w
+		c.Options = render.Options{Strict: *strict, MinInstances: *minInstances}
+		cfgs = append(cfgs, c)
+	}
+
+	var src dep.Source
+	if *data != "" {
+		snap, err := fixture.Load(*data)
+		if err != nil {
+			return usageErr("%v", err)
+		}
+		src = snap.Source()
+	} else {
+		client, err := consul.NewClient(*consulAddr)
+		if err != nil {
+			return usageErr("%v", err)
+		}
+		watcher := consul.NewWatcher(ctx, client, consul.WatchOptions{Stale: *stale}, log)
+		defer watcher.Close()
+		src = watcher
+	}
+
+	mode := render.ModeWrite
+	switch {
+	case *dryRun:
+		mode = render.ModeDryRun
+	case *diff:
+		mode = render.ModeDiff
+	}
+	r, err := render.NewRunner(src, cfgs, render.RunnerOptions{
+		Mode: mode, Out: stdout, WatchTemplates: *watchTmpl, Log: log,
+		Commands: &proc.Runner{Stdout: stderr, Stderr: stderr},
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "autopilot render: %v\n", err)
+		return exitError
+	}
+	if *once {
+		octx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		if err := r.Once(octx); err != nil {
+			fmt.Fprintf(stderr, "autopilot render: %v\n", err)
+			return exitError
+		}
+		return exitOK
+	}
+	if err := r.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "autopilot render: %v\n", err)
+		return exitError
+	}
+	return exitOK
+}
+
+// writeSnapshot captures the live Consul into a fixture file.
+func writeSnapshot(ctx context.Context, addr, path string, stderr io.Writer) int {
+	client, err := consul.NewClient(addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "autopilot render: %v\n", err)
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	snap, err := consul.Snapshot(ctx, client)
+	if err != nil {
+		fmt.Fprintf(stderr, "autopilot render: snapshot: %v\n", err)
+		return exitError
+	}
+	b, err := json.MarshalIndent(snap, "", "  ")
+	if err != nil {
+		fmt.Fprintf(stderr, "autopilot render: snapshot: %v\n", err)
+		return exitError
+	}
+	if err := render.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+		fmt.Fprintf(stderr, "autopilot render: %v\n", err)
+		return exitError
+	}
+	fmt.Fprintf(stderr, "autopilot render: wrote snapshot to %s (it holds KV values: treat it as sensitive)\n", path)
+	return exitOK
+}

@@ -19,7 +19,7 @@ consul: ## build (once) and print the Consul test binary
 	@scripts/consul-bin.sh
 
 test: ## run every test (race detector on) against real Consul, nginx and HAProxy
-	CONSUL_BIN=$$(scripts/consul-bin.sh) $(GO) test $(TEST_FLAGS) $(PKGS)
+	CONSUL_BIN=$$(scripts/consul-bin.sh) CONSUL_TEMPLATE_BIN=$$(scripts/consul-template-bin.sh) $(GO) test $(TEST_FLAGS) $(PKGS)
 
 bench: build ## print benchmark tables (render engine, propagation, autopilot vs consul-template)
 	CONSUL_BIN=$$(scripts/consul-bin.sh) $(GO) test -run '^$$' -bench . -benchmem ./render/ ./internal/consul/

@@ -125,10 +125,11 @@ type unit struct {
 	tmplMu sync.Mutex
 	tmpl   *Template
 
-	used  map[dep.Query]any // queries of the last pass and the values they had
-	last  []byte            // destination content we know is in place (nil: none)
-	have  bool              // last is meaningful
-	first bool              // first complete render done
+	used    map[dep.Query]any // queries of the last pass and the values they had
+	changed []string          // queries whose value changed before the last pass, for logs
+	last    []byte            // destination content we know is in place (nil: none)
+	have    bool              // last is meaningful
+	first   bool              // first complete render done
 
 	mu    sync.Mutex
 	stats Stats
@@ -342,8 +343,9 @@ func (r *Runner) execute(u *unit) (*Result, error) {
 		}
 	}
 	u.used = now
+	u.changed = changed
 	if len(changed) > 0 {
-		u.log.Info().Strs("changed", changed).Msg("data changed")
+		u.log.Debug().Strs("changed", changed).Msg("data changed")
 	}
 	if err == nil && res.Complete() {
 		u.mu.Lock()
@@ -412,7 +414,9 @@ func (r *Runner) apply(ctx context.Context, u *unit, out []byte) error {
 // reload; a failed reload puts the previous file back and reloads again.
 func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 	if u.have && bytes.Equal(out, u.last) {
-		u.log.Debug().Msg("rendered output unchanged; no write, no reload")
+		if len(u.changed) > 0 {
+			u.log.Info().Strs("changed", u.changed).Msg("data changed but the rendered output did not; no write, no reload")
+		}
 		return nil
 	}
 	staged, err := Stage(u.cfg.Destination, out, u.cfg.Perms)
@@ -434,7 +438,7 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 	u.mu.Lock()
 	u.stats.Writes++
 	u.mu.Unlock()
-	u.log.Info().Int("bytes", len(out)).Msg("file updated")
+	u.log.Info().Int("bytes", len(out)).Strs("changed", u.changed).Msg("file updated")
 
 	err = r.reload(ctx, u)
 	if err == nil || !hadPrev {

@@ -1,0 +1,79 @@
+package consul
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/autopilot/autopilot/internal/dep"
+	"github.com/autopilot/autopilot/internal/testenv"
+)
+
+// TestNewClientHonoursEnv checks the address forms and that the token from
+// CONSUL_HTTP_TOKEN_FILE reaches Consul in the header, never in the URL or
+// the logs. A fake server stands in for Consul: this is about what the
+// client sends, which a real agent does not echo back.
+func TestNewClientHonoursEnv(t *testing.T) {
+	var mu sync.Mutex
+	var gotToken, gotURL string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		gotToken, gotURL = r.Header.Get("X-Consul-Token"), r.URL.String()
+		mu.Unlock()
+		w.Header().Set("X-Consul-Index", "7")
+		w.Write([]byte(`[]`))
+	}))
+	defer srv.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("s3cr3t-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CONSUL_HTTP_ADDR", "127.0.0.1:1")
+	t.Setenv("CONSUL_HTTP_TOKEN", "")
+	t.Setenv("CONSUL_HTTP_TOKEN_FILE", tokenFile)
+
+	client, err := NewClient(srv.URL) // http://127.0.0.1:PORT overrides CONSUL_HTTP_ADDR
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	w := NewWatcher(context.Background(), client, WatchOptions{}, zerolog.New(&syncBuilder{b: &logs}).Level(zerolog.DebugLevel))
+	defer w.Close()
+	q, _ := dep.ParseService("web")
+	w.Subscribe(q, make(chan struct{}, 1))
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		_, ok := w.Get(q)
+		return ok, "no answer from the fake agent"
+	})
+	w.Close() // no more log writes after this
+	mu.Lock()
+	defer mu.Unlock()
+	if gotToken != "s3cr3t-token" {
+		t.Fatalf("X-Consul-Token = %q, want the token from CONSUL_HTTP_TOKEN_FILE", gotToken)
+	}
+	if strings.Contains(gotURL, "s3cr3t") || strings.Contains(logs.String(), "s3cr3t") {
+		t.Fatalf("token leaked into the URL %q or the logs %q", gotURL, logs.String())
+	}
+	if !strings.Contains(gotURL, "passing=1") {
+		t.Fatalf("URL %q: want Consul to filter passing instances", gotURL)
+	}
+}
+
+type syncBuilder struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}

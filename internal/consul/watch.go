@@ -95,7 +95,10 @@ func (w *Watcher) Close() {
 	w.wg.Wait()
 }
 
-// Subscribe starts watching q if nobody did yet and signals notify on every change.
+// Subscribe starts watching q if nobody did yet and signals notify on every
+// change. A new subscriber is signalled once if a value is already there;
+// subscribing again (a template re-subscribes on every pass) is a no-op, or
+// each pass would wake the next one and the runner would spin.
 func (w *Watcher) Subscribe(q dep.Query, notify chan<- struct{}) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -109,6 +112,9 @@ func (w *Watcher) Subscribe(q dep.Query, notify chan<- struct{}) {
 			defer w.wg.Done()
 			w.loop(ctx, wt)
 		}()
+	}
+	if _, already := wt.subs[notify]; already {
+		return
 	}
 	wt.subs[notify] = struct{}{}
 	if wt.ok {

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// freePorts returns n distinct free TCP ports on loopback. The listeners
+// are held until all are picked so no port is returned twice.
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// agent is a `consul agent -dev` on loopback.
+type agent struct {
+	proc *proc
+	addr string // host:port of the HTTP API
+}
+
+// consulBin finds the Consul binary: $CONSUL_BIN, else scripts/consul-bin.sh.
+func consulBin() (string, error) {
+	if b := os.Getenv("CONSUL_BIN"); b != "" {
+		return b, nil
+	}
+	fmt.Fprintln(os.Stderr, "bench: $CONSUL_BIN unset; running scripts/consul-bin.sh")
+	out, err := exec.Command("scripts/consul-bin.sh").Output()
+	if err != nil {
+		return "", fmt.Errorf("scripts/consul-bin.sh: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// startAgent starts a dev agent on free loopback ports and waits for a leader.
+func startAgent(ctx context.Context, bin, dataDir string) (*agent, error) {
+	p, err := freePorts(5)
+	if err != nil {
+		return nil, err
+	}
+	hcl := fmt.Sprintf(`ports { http = %d dns = -1 grpc = -1 grpc_tls = -1 serf_lan = %d serf_wan = %d server = %d }`, p[0], p[1], p[2], p[3])
+	pr, err := start("consul", nil, nil, bin, "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+		"-log-level", "warn", "-hcl", hcl)
+	if err != nil {
+		return nil, err
+	}
+	a := &agent{proc: pr, addr: fmt.Sprintf("127.0.0.1:%d", p[0])}
+	err = waitUntil(ctx, 30*time.Second, "consul leader", func() (bool, error) {
+		if done, err := pr.exited(); done {
+			return false, fmt.Errorf("consul exited: %v\n%s", err, pr.tail())
+		}
+		resp, err := http.Get("http://" + a.addr + "/v1/status/leader")
+		if err != nil {
+			return false, nil
+		}
+		defer resp.Body.Close()
+		var b [64]byte
+		n, _ := resp.Body.Read(b[:])
+		return resp.StatusCode == 200 && n > 4, nil
+	})
+	if err != nil {
+		pr.stop(2 * time.Second)
+		return nil, err
+	}
+	return a, nil
+}

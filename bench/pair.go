@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// env is what every scenario gets: the two tools, Consul, a scratch dir.
+type env struct {
+	ctx       context.Context
+	tools     [2]tool // autopilot first, consul-template second
+	consulBin string
+	dir       string
+}
+
+// scenarioEnv starts a fresh agent for one scenario in its own subdirectory.
+func (e *env) scenario(name string) (*agent, *catalog, string, error) {
+	dir := filepath.Join(e.dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, "", err
+	}
+	a, err := startAgent(e.ctx, e.consulBin, dir)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return a, newCatalog(a.addr), dir, nil
+}
+
+// running is one tool rendering a set of templates.
+type running struct {
+	tool    tool
+	proc    *proc
+	cmdline string
+	dests   []string
+}
+
+// startBoth starts both tools on the same template sources, each writing
+// under dir/<tool>/, against consulAddr[i] (the agent, or a proxy per tool).
+func (e *env) startBoth(dir string, consulAddr [2]string, wait string, srcs []string, command func(toolName string) string) ([2]*running, error) {
+	var rs [2]*running
+	for i, t := range e.tools {
+		out := filepath.Join(dir, t.name)
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			return rs, err
+		}
+		var specs []tmplSpec
+		var dests []string
+		for _, src := range srcs {
+			dest := filepath.Join(out, filepath.Base(src)+".out")
+			s := tmplSpec{src: src, dest: dest}
+			if command != nil {
+				s.command = command(t.name)
+			}
+			specs = append(specs, s)
+			dests = append(dests, dest)
+		}
+		p, cl, err := t.run(consulAddr[i], wait, specs)
+		if err != nil {
+			stopBoth(rs)
+			return rs, err
+		}
+		rs[i] = &running{tool: t, proc: p, cmdline: cl, dests: dests}
+	}
+	return rs, nil
+}
+
+func stopBoth(rs [2]*running) {
+	for _, r := range rs {
+		if r != nil {
+			r.proc.stop(5 * time.Second)
+		}
+	}
+}
+
+// waitAll waits until every destination of both tools satisfies ok.
+func (e *env) waitAll(rs [2]*running, timeout time.Duration, ok func([]byte) bool) error {
+	for _, r := range rs {
+		for _, d := range r.dests {
+			if _, err := waitFileAlive(e.ctx, r, d, timeout, ok); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// waitFileAlive is waitFile that also fails early, with the tool's output,
+// when the tool exits.
+func waitFileAlive(ctx context.Context, r *running, path string, timeout time.Duration, ok func([]byte) bool) (time.Time, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-r.proc.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	t, err := waitFile(ctx, path, timeout, ok)
+	if err != nil {
+		if done, perr := r.proc.exited(); done {
+			return t, fmt.Errorf("%s exited (%v) while waiting for %s:\n%s", r.tool.name, perr, path, r.proc.tail())
+		}
+		return t, fmt.Errorf("%s: %w", r.tool.name, err)
+	}
+	return t, nil
+}
+
+// waitBoth waits for destination dest of both tools at the same time and
+// returns when each first satisfied ok.
+func (e *env) waitBoth(rs [2]*running, dest int, timeout time.Duration, ok func([]byte) bool) ([2]time.Time, error) {
+	var ts [2]time.Time
+	var errs [2]error
+	var wg sync.WaitGroup
+	for i, r := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ts[i], errs[i] = waitFileAlive(e.ctx, r, r.dests[dest], timeout, ok)
+		}()
+	}
+	wg.Wait()
+	return ts, errors.Join(errs[0], errs[1])
+}
+
+// change applies one catalog change and measures, for each tool, the time
+// from the API call returning to its file satisfying ok. A tool that
+// misses the deadline gets -1.
+func (e *env) change(rs [2]*running, dest int, timeout time.Duration, apply func() error, ok func([]byte) bool) ([2]time.Duration, error) {
+	var lat [2]time.Duration
+	if err := apply(); err != nil {
+		return lat, err
+	}
+	t0 := time.Now()
+	var ts [2]time.Time
+	var errs [2]error
+	var wg sync.WaitGroup
+	for i, r := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ts[i], errs[i] = waitFileAlive(e.ctx, r, r.dests[dest], timeout, ok)
+		}()
+	}
+	wg.Wait()
+	for i := range rs {
+		switch {
+		case errs[i] == nil:
+			lat[i] = ts[i].Sub(t0)
+		case e.ctx.Err() != nil:
+			return lat, e.ctx.Err()
+		default:
+			if done, _ := rs[i].proc.exited(); done {
+				return lat, errs[i]
+			}
+			lat[i] = -1
+		}
+	}
+	return lat, nil
+}
+
+func contains(s string) func([]byte) bool {
+	return func(b []byte) bool { return bytes.Contains(b, []byte(s)) }
+}
+
+func lacks(s string) func([]byte) bool {
+	return func(b []byte) bool { return !bytes.Contains(b, []byte(s)) }
+}
+
+// upstreamTemplate is the template both tools render in the latency and
+// scale scenarios: an nginx-style upstream list, in consul-template syntax.
+func upstreamTemplate(service string) string {
+	return "upstream " + service + " {\n{{- range service \"" + service + "\"}}\n  server {{.Address}}:{{.Port}}; # {{.ID}}\n{{- end}}\n}\n"
+}
+
+func writeTemplate(dir, name, text string) (string, error) {
+	p := filepath.Join(dir, name)
+	return p, os.WriteFile(p, []byte(text), 0o644)
+}
+
+// peaks reads each tool's memory and CPU time.
+func peaks(rs [2]*running) ([2]memory, [2]time.Duration) {
+	var m [2]memory
+	var c [2]time.Duration
+	for i, r := range rs {
+		m[i], _ = readMemory(r.proc.pid())
+		c[i], _ = cpuTime(r.proc.pid())
+	}
+	return m, c
+}
+
+func mkdir(d string) error { return os.MkdirAll(d, 0o755) }

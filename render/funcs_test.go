@@ -502,3 +502,28 @@ func TestDocumentedFunctions(t *testing.T) {
 		}
 	}
 }
+
+// TestFunctionsDoc keeps docs/functions.md complete: it must name every
+// helper, every Consul function, every left-out function and every Sprig
+// clash, each in backquotes.
+func TestFunctionsDoc(t *testing.T) {
+	b, err := os.ReadFile("../docs/functions.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	var names []string
+	for name := range consulTemplateHelpers() {
+		names = append(names, name)
+	}
+	names = append(names, consulNames...)
+	for name := range leftOut {
+		names = append(names, name)
+	}
+	names = append(names, sprigClashes...)
+	for _, name := range names {
+		if !strings.Contains(doc, "`"+name+" ") && !strings.Contains(doc, "`"+name+"`") && !strings.Contains(doc, "`"+name+"\n") {
+			t.Errorf("docs/functions.md does not mention `%s`", name)
+		}
+	}
+}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -25,6 +27,8 @@ func startProxy(agentAddr string) (*countingProxy, error) {
 	target := &url.URL{Scheme: "http", Host: agentAddr}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.FlushInterval = -1
+	// A tool cancelling its blocking query when it exits is not an error.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 1024}
 	p := &countingProxy{addr: l.Addr().String()}
 	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -34,7 +34,7 @@ func supervisorConfig(consulAddr string) ([]byte, error) {
 	for i := range 3 {
 		services = append(services, map[string]any{
 			"name": fmt.Sprintf("app-%d", i), "port": 18000 + i, "health": []string{"true"},
-			"poll": 5, "ttl": 15, "interfaces": []string{"127.0.0.1"},
+			"poll": 5, "ttl": 15, "interfaces": []string{"static:127.0.0.1"},
 		})
 		backends = append(backends, map[string]any{
 			"name": fmt.Sprintf("backend-%d", i), "poll": 3, "onChange": []string{"true"},

@@ -1,0 +1,111 @@
+package render
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+
+	"github.com/autopilot/autopilot/internal/dep"
+)
+
+// benchSource is the smallest dep.Source: one fixed value per query, no
+// subscriptions, so a benchmark measures the template engine alone.
+type benchSource map[dep.Query]any
+
+func (s benchSource) Subscribe(dep.Query, chan<- struct{})   {}
+func (s benchSource) Unsubscribe(dep.Query, chan<- struct{}) {}
+func (s benchSource) Get(q dep.Query) (any, bool)            { v, ok := s[q]; return v, ok }
+
+// benchInstances builds n instances shaped like a real catalog answer.
+func benchInstances(n int) []*dep.HealthService {
+	out := make([]*dep.HealthService, n)
+	for i := range out {
+		out[i] = &dep.HealthService{
+			Node: fmt.Sprintf("node-%05d", i), NodeAddress: fmt.Sprintf("10.%d.%d.%d", i>>16&0xff, i>>8&0xff, i&0xff),
+			ID: "web-" + strconv.Itoa(i), Name: "web", Address: fmt.Sprintf("10.%d.%d.%d", i>>16&0xff, i>>8&0xff, i&0xff),
+			Port: 8000 + i%1000, Status: "passing", Tags: dep.ServiceTags{"http", "v1"},
+			NodeMeta: map[string]string{"zone": "a"}, ServiceMeta: map[string]string{"weight": "1"},
+		}
+	}
+	return out
+}
+
+// benchUpstream is the nginx-style template the harness (bench/) renders.
+const benchUpstream = `upstream web {
+{{- range service "web"}}
+  server {{.Address}}:{{.Port}}; # {{.ID}}{{if .Tags.Contains "v1"}} v1{{end}}
+{{- end}}
+}
+`
+
+// BenchmarkRenderService renders one service with 10, 1,000 and 10,000
+// instances: the per-change cost once the data has arrived.
+func BenchmarkRenderService(b *testing.B) {
+	q, err := dep.ParseService("web")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tmpl, err := Parse("bench.ctmpl", benchUpstream, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{10, 1000, 10000} {
+		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
+			src := benchSource{q: benchInstances(n)}
+			b.ReportAllocs()
+			var size int
+			for b.Loop() {
+				res, err := tmpl.Execute(src, nil)
+				if err != nil || !res.Complete() {
+					b.Fatalf("render: %v %v", err, res.Missing)
+				}
+				size = len(res.Output)
+			}
+			b.ReportMetric(float64(size), "bytes/render")
+		})
+	}
+}
+
+// BenchmarkRunnerPass is one runner pass over an unchanged destination:
+// execute, compare the dependencies, compare the output, skip the write.
+// This is what every wake-up of an unchanged template costs.
+func BenchmarkRunnerPass(b *testing.B) {
+	q, err := dep.ParseService("web")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{10, 1000, 10000} {
+		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
+			dir := b.TempDir()
+			src := benchSource{q: benchInstances(n)}
+			path := dir + "/bench.ctmpl"
+			if err := writeFileBench(path, benchUpstream); err != nil {
+				b.Fatal(err)
+			}
+			r, err := NewRunner(src, []Config{{Source: path, Destination: dir + "/out"}}, RunnerOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			u := r.units[0]
+			res, err := r.execute(u)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := r.apply(b.Context(), u, res.Output); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				res, err := r.execute(u)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := r.apply(b.Context(), u, res.Output); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func writeFileBench(path, text string) error { return WriteFile(path, []byte(text), 0o644) }

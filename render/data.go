@@ -64,8 +64,8 @@ func (t *Template) consulFuncs() template.FuncMap {
 			if err != nil {
 				return "", err
 			}
-			if kp == nil || !kp.Exists {
-				return def, nil
+			if kp == nil || !kp.Exists || kp.Value == "" {
+				return def, nil // consul-template: an empty value also takes the default
 			}
 			return kp.Value, nil
 		},

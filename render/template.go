@@ -114,6 +114,7 @@ func (t *Template) Execute(src dep.Source, notify chan<- struct{}) (*Result, err
 	p := &pass{src: src, notify: notify, used: map[dep.Query]bool{}}
 	t.pass = p
 	defer func() { t.pass = nil }()
+	bindTemplateFuncs(t.tmpl) // fresh scratch, executeTemplate bound to this template
 	var buf bytes.Buffer
 	err := t.tmpl.Execute(&buf, nil)
 	res := &Result{Output: buf.Bytes(), Used: p.order, Missing: p.missing}

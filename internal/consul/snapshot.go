@@ -91,6 +91,12 @@ func instance(e *api.ServiceEntry) fixture.Instance {
 		Meta:        e.Service.Meta,
 		Status:      e.Checks.AggregatedStatus(),
 	}
+	for k, a := range e.Service.TaggedAddresses {
+		if in.TaggedAddresses == nil {
+			in.TaggedAddresses = map[string]fixture.TaggedAddress{}
+		}
+		in.TaggedAddresses[k] = fixture.TaggedAddress{Address: a.Address, Port: a.Port}
+	}
 	if w := e.Service.Weights; w != (api.AgentWeights{Passing: 1, Warning: 1}) {
 		in.Weights = &fixture.Weights{Passing: w.Passing, Warning: w.Warning}
 	}

@@ -18,16 +18,18 @@ type HealthService struct {
 	NodeTaggedAddresses map[string]string
 	NodeMeta            map[string]string
 	ServiceMeta         map[string]string
-	Address             string // the service address, else the node address
-	ID                  string
-	Name                string
-	Kind                string
-	Namespace           string
-	Tags                ServiceTags // sorted
-	Checks              api.HealthChecks
-	Status              string // aggregated status of Checks
-	Port                int
-	Weights             api.AgentWeights
+	// ServiceTaggedAddresses are the service's extra addresses (lan, wan...).
+	ServiceTaggedAddresses map[string]api.ServiceAddress
+	Address                string // the service address, else the node address
+	ID                     string
+	Name                   string
+	Kind                   string
+	Namespace              string
+	Tags                   ServiceTags // sorted
+	Checks                 api.HealthChecks
+	Status                 string // aggregated status of Checks
+	Port                   int
+	Weights                api.AgentWeights
 }
 
 // ServiceTags is a sorted list of tags.
@@ -120,26 +122,30 @@ func FromServiceEntries(q Query, entries []*api.ServiceEntry) []*HealthService {
 			addr = e.Node.Address
 		}
 		out = append(out, &HealthService{
-			Node:                e.Node.Node,
-			NodeID:              e.Node.ID,
-			NodeAddress:         e.Node.Address,
-			NodeDatacenter:      e.Node.Datacenter,
-			NodeTaggedAddresses: e.Node.TaggedAddresses,
-			NodeMeta:            e.Node.Meta,
-			ServiceMeta:         e.Service.Meta,
-			Address:             addr,
-			ID:                  e.Service.ID,
-			Name:                e.Service.Service,
-			Kind:                string(e.Service.Kind),
-			Namespace:           e.Service.Namespace,
-			Tags:                SortTags(e.Service.Tags),
-			Checks:              e.Checks,
-			Status:              status,
-			Port:                e.Service.Port,
-			Weights:             e.Service.Weights,
+			Node:                   e.Node.Node,
+			NodeID:                 e.Node.ID,
+			NodeAddress:            e.Node.Address,
+			NodeDatacenter:         e.Node.Datacenter,
+			NodeTaggedAddresses:    e.Node.TaggedAddresses,
+			NodeMeta:               e.Node.Meta,
+			ServiceMeta:            e.Service.Meta,
+			ServiceTaggedAddresses: e.Service.TaggedAddresses,
+			Address:                addr,
+			ID:                     e.Service.ID,
+			Name:                   e.Service.Service,
+			Kind:                   string(e.Service.Kind),
+			Namespace:              e.Service.Namespace,
+			Tags:                   SortTags(e.Service.Tags),
+			Checks:                 e.Checks,
+			Status:                 status,
+			Port:                   e.Service.Port,
+			Weights:                e.Service.Weights,
 		})
 	}
-	SortHealthServices(out)
+	if q.Near == "" {
+		// With ~near Consul's order (by round-trip time) is the point; keep it.
+		SortHealthServices(out)
+	}
 	return out
 }
 

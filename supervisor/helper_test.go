@@ -224,6 +224,7 @@ func startSup(t *testing.T, cfg, addr string, env []string, argv ...string) *sup
 	s.cmd.Env = append(append(os.Environ(), helperEnv...), env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.cmd.WaitDelay = 2 * time.Second // the app (own group) may hold our pipe
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -239,8 +240,15 @@ func startSup(t *testing.T, cfg, addr string, env []string, argv ...string) *sup
 		select {
 		case <-s.done:
 		default:
-			syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-			<-s.done
+			// A graceful stop also stops the app, which has a process group
+			// of its own; SIGKILL only if that hangs.
+			syscall.Kill(s.cmd.Process.Pid, syscall.SIGTERM)
+			select {
+			case <-s.done:
+			case <-time.After(15 * time.Second):
+				syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+				<-s.done
+			}
 		}
 		if t.Failed() {
 			t.Logf("supervisor log:\n%s", s.log.String())

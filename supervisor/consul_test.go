@@ -1,0 +1,239 @@
+package supervisor
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/autopilot/autopilot/internal/testenv"
+)
+
+func svcConfig(name, health string, extra string) string {
+	return fmt.Sprintf(`{"services":[{"name":%q,"id":"%s-1","port":1,"health":%s,"poll":0.2,"ttl":1.5,"interfaces":["static:127.0.0.1"]%s}]}`,
+		name, name, health, extra)
+}
+
+// Step 4: health flapping shows up in Consul within one poll; a hanging
+// health check lets the TTL expire.
+func TestHealthFlapping(t *testing.T) {
+	t.Parallel()
+	c := testenv.StartConsul(t)
+	client := c.Client(t)
+	dir := t.TempDir()
+	sick := filepath.Join(dir, "sick")
+	cfg := writeConfig(t, dir, svcConfig("flap", fmt.Sprintf(`"test ! -e %s"`, sick), ""))
+	s := startSup(t, cfg, c.HTTPAddr, nil, helper("sleep")...)
+	want := func(status string) {
+		t.Helper()
+		testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+			st := checkStatus(client, "flap-1")
+			return st == status, "status " + st
+		})
+	}
+	want("passing")
+	for range 2 {
+		os.WriteFile(sick, nil, 0o644)
+		want("critical")
+		os.Remove(sick)
+		want("passing")
+	}
+	s.signal(syscall.SIGTERM)
+	s.wait(20 * time.Second)
+	if st := checkStatus(client, "flap-1"); st != "" {
+		t.Errorf("still registered after shutdown: %s", st)
+	}
+}
+
+func TestTTLExpiresWhenHealthHangs(t *testing.T) {
+	t.Parallel()
+	c := testenv.StartConsul(t)
+	client := c.Client(t)
+	dir := t.TempDir()
+	hang := filepath.Join(dir, "hang")
+	cfg := writeConfig(t, dir, svcConfig("hang",
+		fmt.Sprintf(`["sh","-c","if [ -e %s ]; then exec sleep 60; fi"]`, hang), `,"timeout":"60s"`))
+	startSup(t, cfg, c.HTTPAddr, nil, helper("sleep")...)
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		st := checkStatus(client, "hang-1")
+		return st == "passing", "status " + st
+	})
+	os.WriteFile(hang, nil, 0o644)
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		checks, _ := client.Agent().Checks()
+		ch := checks["service:hang-1"]
+		if ch == nil {
+			return false, "no check"
+		}
+		return ch.Status == "critical" && strings.Contains(ch.Output, "TTL expired"), ch.Status + " " + ch.Output
+	})
+}
+
+// Step 6: SIGUSR1 toggles maintenance.
+func TestMaintenanceToggle(t *testing.T) {
+	t.Parallel()
+	c := testenv.StartConsul(t)
+	client := c.Client(t)
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, svcConfig("maint", `"true"`, ""))
+	s := startSup(t, cfg, c.HTTPAddr, nil, helper("sleep")...)
+	inMaint := func(want bool) {
+		t.Helper()
+		testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+			checks, _ := client.Agent().Checks()
+			_, ok := checks["_service_maintenance:maint-1"]
+			return ok == want && checks["service:maint-1"] != nil, fmt.Sprintf("maintenance %v", ok)
+		})
+	}
+	inMaint(false)
+	s.signal(syscall.SIGUSR1)
+	inMaint(true)
+	s.signal(syscall.SIGUSR1)
+	inMaint(false)
+}
+
+// Step 6: SIGHUP with a bad file keeps the old config; a good one applies
+// without restarting the app.
+func TestReloadConfig(t *testing.T) {
+	t.Parallel()
+	c := testenv.StartConsul(t)
+	client := c.Client(t)
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "rec")
+	cfg := writeConfig(t, dir, svcConfig("reload", `"true"`, ""))
+	s := startSup(t, cfg, c.HTTPAddr, nil, helper("app", rec)...)
+	waitEvent(t, rec, "start", 20*time.Second)
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		st := checkStatus(client, "reload-1")
+		return st == "passing", "status " + st
+	})
+	writeConfig(t, dir, `{"services":[{"name":"reload","helth":"true"}]}`)
+	s.signal(syscall.SIGHUP)
+	s.logHas("config reload rejected", 10*time.Second)
+	if !strings.Contains(s.log.String(), "helth: unknown field") {
+		t.Errorf("rejection does not say why:\n%s", s.log)
+	}
+	// Still heartbeating past the TTL with the old config.
+	n := strings.Count(s.log.String(), "health check passed")
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		return strings.Count(s.log.String(), "health check passed") > n+10, "no new health checks"
+	})
+	if st := checkStatus(client, "reload-1"); st != "passing" {
+		t.Errorf("status %s after a rejected reload", st)
+	}
+	writeConfig(t, dir, svcConfig("reload", `"true"`, `,"tags":["v2"]`))
+	s.signal(syscall.SIGHUP)
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		svcs, _ := client.Agent().Services()
+		r := svcs["reload-1"]
+		return r != nil && len(r.Tags) == 1 && r.Tags[0] == "v2", fmt.Sprintf("%+v", r)
+	})
+	if evs := events(rec); count(evs, "start") != 1 || len(evs) != 1 {
+		t.Errorf("the app was signalled or restarted: %v", evs)
+	}
+}
+
+func register(t *testing.T, client *api.Client, id string, port int, tags ...string) {
+	t.Helper()
+	if err := client.Agent().ServiceRegister(&api.AgentServiceRegistration{
+		ID: id, Name: "sales", Address: "127.0.0.1", Port: port, Tags: tags}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Step 5: onChange fires once per membership change (first appearance
+// included), not on index-only changes, and merges a burst during a slow run.
+func TestBackendOnChange(t *testing.T) {
+	t.Parallel()
+	c := testenv.StartConsul(t)
+	client := c.Client(t)
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "rec")
+	cfg := writeConfig(t, dir, fmt.Sprintf(`{"backends":[{"name":"sales","poll":0.1,"onChange":%q}]}`,
+		strings.Join(helper("onchange", rec, "1500ms"), " ")))
+	s := startSup(t, cfg, c.HTTPAddr, nil, helper("sleep")...)
+	ends := func(n int) {
+		t.Helper()
+		testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+			evs := events(rec)
+			return count(evs, "end") == n, fmt.Sprintf("events %v", evs)
+		})
+	}
+	register(t, client, "sales-1", 5001)
+	ends(1)
+	// Index-only change: same (ID, address, port), new tag.
+	n := strings.Count(s.log.String(), "backend answer without membership change")
+	register(t, client, "sales-1", 5001, "retagged")
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		return strings.Count(s.log.String(), "backend answer without membership change") > n, "index change not seen"
+	})
+	// A burst during a slow run: one follow-up run.
+	register(t, client, "sales-2", 5002)
+	waitEvent(t, rec, "start", time.Second)
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		evs := events(rec)
+		return count(evs, "start") == 2, fmt.Sprintf("events %v", evs)
+	})
+	register(t, client, "sales-3", 5003)
+	register(t, client, "sales-4", 5004)
+	client.Agent().ServiceDeregister("sales-1")
+	s.logHas("sales-2|127.0.0.1|5002,sales-3|127.0.0.1|5003,sales-4|127.0.0.1|5004", 10*time.Second)
+	ends(3)
+	evs := events(rec)
+	if count(evs, "start") != 3 {
+		t.Errorf("want 3 runs (first, change, merged burst), got %v", evs)
+	}
+	for i := 1; i < len(evs); i++ {
+		if evs[i].what == evs[i-1].what {
+			t.Errorf("runs overlap: %v", evs)
+		}
+	}
+}
+
+// Step 9: a fresh Consul agent on the same address: the service is
+// registered again and backends recover, without restarting the app.
+// Consul down at start: the app starts anyway.
+func TestConsulRestart(t *testing.T) {
+	t.Parallel()
+	c := testenv.StartConsul(t)
+	c.Stop()
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "rec")
+	onchange := filepath.Join(dir, "onchange")
+	cfg := writeConfig(t, dir, fmt.Sprintf(`{"services":[{"name":"phoenix","id":"phoenix-1","port":1,"health":"true","poll":0.2,"ttl":2,"interfaces":["static:127.0.0.1"]}],
+		"backends":[{"name":"sales","poll":0.1,"onChange":%q}]}`, strings.Join(helper("hook", onchange, "changed"), " ")))
+	startSup(t, cfg, c.HTTPAddr, nil, helper("app", rec)...)
+	waitEvent(t, rec, "start", 20*time.Second) // Consul is down, the app runs
+	c.Restart()
+	client := c.Client(t)
+	registered := func() {
+		t.Helper()
+		testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+			st := checkStatus(client, "phoenix-1")
+			return st == "passing", "status " + st
+		})
+	}
+	registered()
+	register(t, client, "sales-1", 6001)
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		n := count(events(onchange), "changed pid")
+		return n == 1, fmt.Sprintf("%d onChange runs", n)
+	})
+	c.Kill()
+	c.Restart()
+	client = c.Client(t)
+	registered()
+	register(t, client, "sales-1", 6002)
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		n := count(events(onchange), "changed pid")
+		return n == 2, fmt.Sprintf("%d onChange runs", n)
+	})
+	if evs := events(rec); len(evs) != 1 {
+		t.Errorf("the app was restarted or signalled: %v", evs)
+	}
+}

@@ -1,0 +1,133 @@
+package testenv
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+func TestStartConsul(t *testing.T) {
+	c := StartConsul(t)
+	if !strings.HasPrefix(c.HTTPAddr, "127.0.0.1:") {
+		t.Fatalf("HTTPAddr = %q, want loopback", c.HTTPAddr)
+	}
+	client := c.Client(t)
+	if _, err := client.KV().Put(&api.KVPair{Key: "app/config", Value: []byte("v1")}, nil); err != nil {
+		t.Fatalf("kv put: %v", err)
+	}
+	kv, _, err := client.KV().Get("app/config", nil)
+	if err != nil || kv == nil || string(kv.Value) != "v1" {
+		t.Fatalf("kv get = %v, %v; want v1", kv, err)
+	}
+	node, _, err := client.Catalog().Node(c.NodeName, nil)
+	if err != nil || node == nil {
+		t.Fatalf("catalog node %s = %v, %v", c.NodeName, node, err)
+	}
+}
+
+func TestConsulRestartIsFreshAgentOnSamePort(t *testing.T) {
+	c := StartConsul(t)
+	addr := c.HTTPAddr
+	client := c.Client(t)
+	if _, err := client.KV().Put(&api.KVPair{Key: "k", Value: []byte("before")}, nil); err != nil {
+		t.Fatalf("kv put: %v", err)
+	}
+
+	c.Kill()
+	if _, err := http.Get("http://" + addr + "/v1/status/leader"); err == nil {
+		t.Fatalf("agent still answers after Kill")
+	}
+
+	c.Restart()
+	if c.HTTPAddr != addr {
+		t.Fatalf("HTTPAddr after Restart = %s, want %s", c.HTTPAddr, addr)
+	}
+	// A new client: the old one's kept-alive connections belong to the killed agent.
+	kv, _, err := c.Client(t).KV().Get("k", nil)
+	if err != nil {
+		t.Fatalf("kv get after restart: %v", err)
+	}
+	if kv != nil {
+		t.Fatalf("key survived Restart (%q): want a fresh agent", kv.Value)
+	}
+
+	c.Stop()
+	if _, err := http.Get("http://" + addr + "/v1/status/leader"); err == nil {
+		t.Fatalf("agent still answers after Stop")
+	}
+	c.Restart() // after Stop too
+}
+
+func TestStartConsulSideBySide(t *testing.T) {
+	a, b := StartConsul(t), StartConsul(t)
+	if a.HTTPAddr == b.HTTPAddr || a.NodeName == b.NodeName {
+		t.Fatalf("two agents share %s / %s", a.HTTPAddr, a.NodeName)
+	}
+	// Separate agents, separate data.
+	if _, err := a.Client(t).KV().Put(&api.KVPair{Key: "only-a", Value: []byte("x")}, nil); err != nil {
+		t.Fatalf("kv put: %v", err)
+	}
+	if kv, _, err := b.Client(t).KV().Get("only-a", nil); err != nil || kv != nil {
+		t.Fatalf("b sees a's key: %v, %v", kv, err)
+	}
+}
+
+func TestStartCluster(t *testing.T) {
+	start := time.Now()
+	nodes := StartCluster(t, 3)
+	t.Logf("3-server cluster ready in %v", time.Since(start).Round(time.Millisecond))
+
+	// One client per server: each Client has its own connection pool, and Consul answers 429
+	// to a client address holding more than 200 connections.
+	clients := map[*Consul]*api.Client{}
+	for _, c := range nodes {
+		clients[c] = c.Client(t)
+	}
+	leaderOf := func(c *Consul) string {
+		l, err := clients[c].Status().Leader()
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		return l
+	}
+	first := leaderOf(nodes[0])
+	for _, c := range nodes {
+		if l := leaderOf(c); l != first || l == "" {
+			t.Fatalf("%s sees leader %q, %s sees %q", nodes[0].NodeName, first, c.NodeName, l)
+		}
+	}
+	if _, err := clients[nodes[0]].KV().Put(&api.KVPair{Key: "replicated", Value: []byte("yes")}, nil); err != nil {
+		t.Fatalf("kv put: %v", err)
+	}
+	kv, _, err := clients[nodes[2]].KV().Get("replicated", &api.QueryOptions{RequireConsistent: true})
+	if err != nil || kv == nil || string(kv.Value) != "yes" {
+		t.Fatalf("kv get on another server = %v, %v", kv, err)
+	}
+
+	if testing.Short() {
+		return
+	}
+	// Failover: kill the leader, the other two elect a new one.
+	var leader *Consul
+	var rest []*Consul
+	for _, c := range nodes {
+		if c.ServerAddr == first {
+			leader = c
+		} else {
+			rest = append(rest, c)
+		}
+	}
+	if leader == nil {
+		t.Fatalf("leader %s is none of the servers", first)
+	}
+	killed := time.Now()
+	leader.Kill()
+	Eventually(t, 60*time.Second, func() (bool, string) {
+		l := leaderOf(rest[0])
+		return l != "" && l != first && !strings.HasPrefix(l, "error"), "leader " + l
+	})
+	t.Logf("new leader %s after %v", leaderOf(rest[0]), time.Since(killed).Round(time.Millisecond))
+}

@@ -37,7 +37,10 @@ if cached; then
 fi
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# Leave no half-built binary or scratch module behind, also when interrupted.
+trap 'rm -rf "$work" "$bin.tmp"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 cd "$work"
 # A throwaway module that depends on Consul: building its main package from the module cache is
 # exactly `go install github.com/hashicorp/consul@version`, but `go install pkg@version` refuses

@@ -108,6 +108,10 @@ func NginxMainConf(t testing.TB, httpInclude string, port int) string {
 
 // Nginx is an nginx master process run by a test, stopped at cleanup. The config it is given
 // must not set `daemon` or `pid` (see StartNginx).
+//
+// As root, nginx runs as init of its own PID namespace (so its workers die with it even if the
+// test binary crashes): the pids in its log ("1#1: ...", "worker process 3 exited") are that
+// namespace's, while PID returns the master's pid as the test sees it.
 type Nginx struct {
 	// LogPath collects nginx's error log (level notice and up) and its startup output.
 	LogPath string

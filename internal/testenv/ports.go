@@ -23,8 +23,8 @@ var reserved = struct {
 // FreePort returns a port on 127.0.0.1 that nothing listens on (TCP or UDP) and that no other
 // FreePort caller has, in this process or in another test binary of a parallel `go test ./...`,
 // until t's cleanup. The port is not held open (the program under test must bind it), so an
-// unrelated process could still take it in between; the kernel does not hand out a port it just
-// gave to a listener, so in practice that does not happen.
+// unrelated program could still take it in between: StartConsul retries on new ports when that
+// happens; other callers see a bind error, which is rare enough not to retry.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	for range 100 {

@@ -139,7 +139,7 @@ func TestHelperProcess(t *testing.T) {
 		ch := make(chan os.Signal, 32)
 		signal.Notify(ch, append(proc.HandledSignals(), proc.ForwardableSignals()...)...)
 		if len(args) > 1 {
-			ln := ":" + args[1]
+			ln := "127.0.0.1:" + args[1]
 			http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 				if _, err := os.Stat(args[0] + ".sick"); err == nil {
 					http.Error(w, "sick", 500)

@@ -120,7 +120,7 @@ func TestZombiesReaped(t *testing.T) {
 	c := testenv.StartConsul(t)
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, `{"services":[{"name":"reap","id":"reap-1","port":1,
-		"health":["sh","-c","(sleep 0.05 &); sleep 0.01 & true"],"poll":0.1,"ttl":5,"interfaces":["static:127.0.0.1"]}]}`)
+		"health":["sh","-c","(sleep 0.05 &); sleep 0.01 & true"],"poll":0.1,"timeout":5,"ttl":5,"interfaces":["static:127.0.0.1"]}]}`)
 	app := []string{"sh", "-c", "for i in $(seq 100); do (sleep 0.3 &); done; echo spawned; exec sleep 1000"}
 	s := startSup(t, cfg, c.HTTPAddr, nil, app...)
 	s.logHas("spawned", 20*time.Second)

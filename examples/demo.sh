@@ -116,6 +116,16 @@ upstream() { awk -v n="$1" '$1 == "upstream" && $2 == n { p = 1 } p { print } p 
 upstream_servers() { upstream "$1" | grep -c '^ *server ' || true; }
 has_upstreams() { [[ $(upstream_servers "$1") -eq $2 ]]; }
 
+# nginx_reaches N: up to 20 requests through nginx see N different customers instances (the
+# rendered file is in place before nginx's reload has taken effect).
+nginx_reaches() {
+  local seen
+  seen=$(for _ in $(seq 20); do
+    curl -fsS -D - -o /dev/null "http://127.0.0.1:$nginx_port/customers/data" | grep -i '^x-instance:' | tr -d '\r'
+  done | sort -u | wc -l)
+  [[ $seen -eq $1 ]]
+}
+
 # through_nginx N: N requests to /customers/data via nginx, printing who answered.
 through_nginx() {
   local i hdr
@@ -241,6 +251,7 @@ start_customers 3
 wait_for 30 "3 passing customers in Consul" has_passing customers 3
 wait_for 30 "3 servers in the customers upstream" has_upstreams customers 3
 upstream customers
+wait_for 30 "nginx to use all 3 customers instances" nginx_reaches 3
 through_nginx 6
 
 say "scaling customers back to 1 (each leaves Consul and the upstream before it stops)"

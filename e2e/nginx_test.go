@@ -20,7 +20,8 @@ import (
 
 // A template change that makes nginx's config invalid: nginx -t rejects the
 // candidate, the old file stays in place, nginx keeps serving and the log
-// says why.
+// says why; the next data change is tried (and rejected) again; a fixed
+// template is applied.
 func TestNginxInvalidTemplateKeepsServing(t *testing.T) {
 	consul := testenv.StartConsul(t)
 	s := newStack(t)
@@ -68,6 +69,33 @@ func TestNginxInvalidTemplateKeepsServing(t *testing.T) {
 	if n := p.ap.count("reloadSignal"); n != 0 {
 		t.Errorf("nginx was signalled %d times for a config that failed its check", n)
 	}
+
+	// The next change tries again, and fails again: the file stays.
+	c2 := s.startCustomers(consul, 0)
+	waitPassing(t, consul.Client(t), c1, c2)
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		n := p.ap.count("check failed; destination and service left alone")
+		return n >= 2, fmt.Sprintf("%d failed checks", n)
+	})
+	if after := readFile(t, p.rendered); after != before {
+		t.Errorf("the destination changed after a second failed check:\n%s", after)
+	}
+
+	// The template fixed and the config re-read: the file catches up with
+	// the data and nginx reloads.
+	if err := os.WriteFile(tmpl, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.ap.signal(t, syscall.SIGHUP)
+	p.waitUpstream(t, c1, c2)
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		n := p.ap.count("reloadSignal")
+		return n >= 1, fmt.Sprintf("%d reloads of nginx", n)
+	})
+	if !alive(nginxPID) {
+		t.Fatalf("nginx (pid %d) is gone", nginxPID)
+	}
+	p.waitServing(t, "/customers/health")
 }
 
 // A burst of 50 registrations within one second, with wait 200ms:1s,

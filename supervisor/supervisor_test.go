@@ -119,6 +119,9 @@ func TestZombiesReaped(t *testing.T) {
 	t.Parallel()
 	c := testenv.StartConsul(t)
 	dir := t.TempDir()
+	// The timeout is generous: this is about reaping, and with the 100
+	// orphans below and -race on 2 cores, a check's background child can hold
+	// its output open for more than the 100 ms poll.
 	cfg := writeConfig(t, dir, `{"services":[{"name":"reap","id":"reap-1","port":1,
 		"health":["sh","-c","(sleep 0.05 &); sleep 0.01 & true"],"poll":0.1,"timeout":5,"ttl":5,"interfaces":["static:127.0.0.1"]}]}`)
 	app := []string{"sh", "-c", "for i in $(seq 100); do (sleep 0.3 &); done; echo spawned; exec sleep 1000"}

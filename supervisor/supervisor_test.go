@@ -24,6 +24,10 @@ func TestExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	notExec := filepath.Join(dir, "notexec")
 	os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644)
+	noInterp := filepath.Join(dir, "nointerp")
+	os.WriteFile(noInterp, []byte("#!"+filepath.Join(dir, "no-such-interpreter")+"\nexit 0\n"), 0o755)
+	subdir := filepath.Join(dir, "subdir")
+	os.Mkdir(subdir, 0o755)
 	cfg := writeConfig(t, dir, `{"stopTimeout": 5}`)
 	tests := []struct {
 		name string
@@ -40,6 +44,8 @@ func TestExitCodes(t *testing.T) {
 		{"not found", []string{filepath.Join(dir, "nope")}, false, 127},
 		{"not found on PATH", []string{"autopilot-no-such-command"}, false, 127},
 		{"not executable", []string{notExec}, false, 126},
+		{"#! interpreter missing", []string{noInterp}, false, 126},
+		{"directory", []string{subdir}, false, 126},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -130,12 +130,18 @@ func TestHelperProcess(t *testing.T) {
 			what += fmt.Sprintf(" registered=%v err=%v", ok, err != nil)
 		}
 		record(args[0], what)
+	case "env": // env FILE NAME VAR...: record NAME and each VAR=value from the environment
+		what := args[1]
+		for _, v := range args[2:] {
+			what += " " + v + "=" + os.Getenv(v)
+		}
+		record(args[0], what)
 	case "onchange": // onchange FILE SLEEP: record start and end of a slow handler
 		record(args[0], "start")
 		d, _ := time.ParseDuration(args[1])
 		time.Sleep(d)
 		record(args[0], "end")
-	case "app": // app FILE [PORT]: trap and record every signal; exit 0 on SIGTERM
+	case "app": // app FILE [PORT]: trap and record every signal; exit 0 (or $AUTOPILOT_TEST_EXIT) on SIGTERM; write the pid to FILE.pid
 		ch := make(chan os.Signal, 32)
 		signal.Notify(ch, append(proc.HandledSignals(), proc.ForwardableSignals()...)...)
 		if len(args) > 1 {
@@ -149,12 +155,16 @@ func TestHelperProcess(t *testing.T) {
 			})
 			go func() { fmt.Fprintln(os.Stderr, http.ListenAndServe(ln, nil)) }()
 		}
+		if err := os.WriteFile(args[0]+".pid", []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			panic(err)
+		}
 		record(args[0], "start "+os.Getenv("AUTOPILOT_TEST_TAG"))
 		for sig := range ch {
 			record(args[0], sig.(syscall.Signal).String())
 			if sig == syscall.SIGTERM {
 				record(args[0], "exit")
-				os.Exit(0)
+				code, _ := strconv.Atoi(os.Getenv("AUTOPILOT_TEST_EXIT"))
+				os.Exit(code)
 			}
 		}
 	default:

@@ -179,37 +179,52 @@ func children(pid int) (kids, zombies int) {
 	return kids, zombies
 }
 
-// Step 7: deregistered before preStop, preStop before the app's SIGTERM,
-// postStop after the app exited: from recorded timestamps.
+// Step 6 and 7: SIGTERM and SIGINT shut down alike: deregistered before
+// preStop, preStop before the app's SIGTERM (the app gets SIGTERM, never
+// SIGINT), postStop after the app exited, and the supervisor exits with the
+// app's code. Order from recorded timestamps.
 func TestShutdownOrder(t *testing.T) {
 	t.Parallel()
-	c := testenv.StartConsul(t)
-	dir := t.TempDir()
-	rec := filepath.Join(dir, "rec")
-	cfg := writeConfig(t, dir, fmt.Sprintf(`{
-		"preStop": %q, "postStop": %q,
-		"services":[{"name":"order","id":"order-1","port":1,"health":"true","poll":0.2,"ttl":5,"interfaces":["static:127.0.0.1"]}]}`,
-		strings.Join(helper("hook", rec, "preStop", c.HTTPAddr, "order-1"), " "),
-		strings.Join(helper("hook", rec, "postStop"), " ")))
-	s := startSup(t, cfg, c.HTTPAddr, nil, helper("app", rec)...)
-	client := c.Client(t)
-	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
-		st := checkStatus(client, "order-1")
-		return st == "passing", "status " + st
-	})
-	s.signal(syscall.SIGTERM)
-	if got := s.wait(30 * time.Second); got != 0 {
-		t.Errorf("exit code %d, want 0", got)
-	}
-	evs := events(rec)
-	pre, ok1 := find(evs, "preStop pid registered=false err=false")
-	term, ok2 := find(evs, syscall.SIGTERM.String())
-	exit, ok3 := find(evs, "exit")
-	post, ok4 := find(evs, "postStop pid")
-	if !ok1 || !ok2 || !ok3 || !ok4 {
-		t.Fatalf("events %v", evs)
-	}
-	if !(pre.at < term.at && term.at <= exit.at && exit.at < post.at) {
-		t.Errorf("order wrong: %v", evs)
+	for name, sig := range map[string]syscall.Signal{"SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c := testenv.StartConsul(t)
+			dir := t.TempDir()
+			rec := filepath.Join(dir, "rec")
+			cfg := writeConfig(t, dir, fmt.Sprintf(`{
+				"preStop": %q, "postStop": %q,
+				"services":[{"name":"order","id":"order-1","port":1,"health":"true","poll":0.2,"ttl":5,"interfaces":["static:127.0.0.1"]}]}`,
+				strings.Join(helper("hook", rec, "preStop", c.HTTPAddr, "order-1"), " "),
+				strings.Join(helper("hook", rec, "postStop"), " ")))
+			// The app exits 5 on SIGTERM: the supervisor must pass that on.
+			s := startSup(t, cfg, c.HTTPAddr, []string{"AUTOPILOT_TEST_EXIT=5"}, helper("app", rec)...)
+			client := c.Client(t)
+			waitEvent(t, rec, "start", 20*time.Second)
+			testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+				st := checkStatus(client, "order-1")
+				return st == "passing", "status " + st
+			})
+			s.signal(sig)
+			if got := s.wait(30 * time.Second); got != 5 {
+				t.Errorf("exit code %d, want the app's 5", got)
+			}
+			evs := events(rec)
+			pre, ok1 := find(evs, "preStop pid registered=false err=false")
+			term, ok2 := find(evs, syscall.SIGTERM.String())
+			exit, ok3 := find(evs, "exit")
+			post, ok4 := find(evs, "postStop pid")
+			if !ok1 || !ok2 || !ok3 || !ok4 {
+				t.Fatalf("events %v", evs)
+			}
+			if !(pre.at < term.at && term.at <= exit.at && exit.at < post.at) {
+				t.Errorf("order wrong: %v", evs)
+			}
+			if count(evs, syscall.SIGINT.String()) != 0 {
+				t.Errorf("the app got SIGINT: %v", evs)
+			}
+			if st := checkStatus(client, "order-1"); st != "" {
+				t.Errorf("still registered after shutdown: %s", st)
+			}
+		})
 	}
 }

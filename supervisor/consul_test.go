@@ -1,9 +1,11 @@
 package supervisor
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -72,6 +74,143 @@ func TestTTLExpiresWhenHealthHangs(t *testing.T) {
 		}
 		return ch.Status == "critical" && strings.Contains(ch.Output, "TTL expired"), ch.Status + " " + ch.Output
 	})
+}
+
+// Step 4: a health check that times out marks the check critical at once
+// (about one poll plus the timeout), long before the TTL would expire, and
+// the timed-out check's process group (the check and what it forked) is
+// killed.
+func TestHealthTimeoutCriticalAtOnce(t *testing.T) {
+	t.Parallel()
+	const ttl = 20 * time.Second
+	c := testenv.StartConsul(t)
+	client := c.Client(t)
+	dir := t.TempDir()
+	hang := filepath.Join(dir, "hang")
+	pids := filepath.Join(dir, "pids")
+	// Hanging, the check forks a background sleep and becomes a sleep
+	// itself, both recorded in pids; the odd durations tell them apart.
+	script := fmt.Sprintf(`if [ -e %[1]s ]; then sleep 61.5 & echo $! >> %[2]s; echo $$ >> %[2]s; exec sleep 62.5; fi`, hang, pids)
+	health, _ := json.Marshal([]string{"sh", "-c", script})
+	cfg := writeConfig(t, dir, fmt.Sprintf(`{"services":[{"name":"slow","id":"slow-1","port":1,"health":%s,
+		"poll":0.2,"timeout":0.3,"ttl":%d,"interfaces":["static:127.0.0.1"]}]}`, health, int(ttl.Seconds())))
+	s := startSup(t, cfg, c.HTTPAddr, nil, helper("sleep")...)
+	status := func() (st, output string) {
+		checks, err := client.Agent().Checks()
+		if err != nil {
+			return "error", err.Error()
+		}
+		if ch := checks["service:slow-1"]; ch != nil {
+			return ch.Status, ch.Output
+		}
+		return "", ""
+	}
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		st, out := status()
+		return st == "passing", st + " " + out
+	})
+
+	os.WriteFile(hang, nil, 0o644)
+	start := time.Now()
+	testenv.Eventually(t, ttl/2, func() (bool, string) {
+		st, out := status()
+		return st == "critical", st + " " + out
+	})
+	took := time.Since(start)
+	t.Logf("critical %s after the health check began to hang (poll 200ms, timeout 300ms, ttl %s)", took, ttl)
+	if _, out := status(); !strings.Contains(out, "timed out after 300ms") || strings.Contains(out, "TTL expired") {
+		t.Errorf("check output %q: want the health check's timeout, not an expired TTL", out)
+	}
+
+	// Once a check passes again, every hanging one has ended.
+	os.Remove(hang)
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		st, out := status()
+		return st == "passing", st + " " + out
+	})
+	data, _ := os.ReadFile(pids)
+	hung := strings.Fields(string(data))
+	if len(hung) < 2 {
+		t.Fatalf("pids %q: the hanging check did not run", data)
+	}
+	sup := strconv.Itoa(s.cmd.Process.Pid)
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		for _, pid := range hung {
+			if left := leftover(pid, sup); left != "" {
+				return false, "left over: " + left
+			}
+		}
+		return true, ""
+	})
+	if log := s.log.String(); strings.Contains(log, "no child processes") {
+		t.Errorf("a health check lost its exit status:\n%s", log)
+	}
+}
+
+// leftover describes process pid if it is still one of the test's sleeps
+// or a child (zombie or not) of the supervisor sup, and is "" if it is gone
+// (or the pid now belongs to an unrelated process).
+func leftover(pid, sup string) string {
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return ""
+	}
+	cmdline, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+	cmd := strings.ReplaceAll(string(cmdline), "\x00", " ")
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	if strings.Contains(cmd, "sleep 61.5") || strings.Contains(cmd, "sleep 62.5") || len(f) > 1 && f[1] == sup {
+		return fmt.Sprintf("pid %s state %s ppid %s %q", pid, f[0], f[1], cmd)
+	}
+	return ""
+}
+
+// Step 3: hooks and onChange handlers get AUTOPILOT_APP_PID (the app's
+// real pid; preStart runs before the app, so without it) and
+// AUTOPILOT_<SERVICE>_IP.
+func TestHookEnvironment(t *testing.T) {
+	t.Parallel()
+	c := testenv.StartConsul(t)
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "rec")
+	appRec := filepath.Join(dir, "app")
+	hook := func(name string) string {
+		return strings.Join(helper("env", rec, name, "AUTOPILOT_APP_PID", "AUTOPILOT_MY_SVC_IP"), " ")
+	}
+	// The backend is the service itself: onChange runs once it registers.
+	cfg := writeConfig(t, dir, fmt.Sprintf(`{"preStart":%q,"preStop":%q,"postStop":%q,
+		"services":[{"name":"my-svc","id":"my-svc-1","port":1,"health":"true","poll":0.2,"ttl":5,"interfaces":["static:127.0.0.1"]}],
+		"backends":[{"name":"my-svc","poll":0.1,"onChange":%q}]}`,
+		hook("preStart"), hook("preStop"), hook("postStop"), hook("onChange")))
+	s := startSup(t, cfg, c.HTTPAddr, nil, helper("app", appRec)...)
+	waitEvent(t, appRec, "start", 20*time.Second)
+	pid, err := os.ReadFile(appRec + ".pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		evs := events(rec)
+		for _, e := range evs {
+			if strings.HasPrefix(e.what, "onChange ") {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("no onChange run: %v", evs)
+	})
+	s.signal(syscall.SIGTERM)
+	if got := s.wait(30 * time.Second); got != 0 {
+		t.Errorf("exit code %d", got)
+	}
+	evs := events(rec)
+	for _, want := range []string{
+		"preStart AUTOPILOT_APP_PID= AUTOPILOT_MY_SVC_IP=127.0.0.1",
+		"onChange AUTOPILOT_APP_PID=" + string(pid) + " AUTOPILOT_MY_SVC_IP=127.0.0.1",
+		"preStop AUTOPILOT_APP_PID=" + string(pid) + " AUTOPILOT_MY_SVC_IP=127.0.0.1",
+		"postStop AUTOPILOT_APP_PID=" + string(pid) + " AUTOPILOT_MY_SVC_IP=127.0.0.1",
+	} {
+		if _, ok := find(evs, want); !ok {
+			t.Errorf("no %q in %v", want, evs)
+		}
+	}
 }
 
 // Step 6: SIGUSR1 toggles maintenance.

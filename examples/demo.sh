@@ -152,7 +152,11 @@ if [[ -d $run/pids ]] && compgen -G "$run/pids/*.pid" >/dev/null; then
     alive "$(<"$f")" && die "a demo is already running (see $run/pids); stop it with: make demo-stop"
   done
 fi
-rm -rf "$run"
+# Start afresh, but only ever delete a directory a demo made.
+if [[ -e $run ]]; then
+  [[ -d $run/pids ]] || die "$run exists and is not a demo run dir (no pids/): set DEMO_RUN_DIR elsewhere"
+  rm -rf "$run"
+fi
 mkdir -p "$run"/{logs,pids,bin,nginx}
 # nginx's workers drop root for nobody and must reach the temp dirs under its prefix.
 chmod 755 "$run" "$run/nginx"

@@ -86,7 +86,7 @@ func addrs(bs []*backend) []string {
 type proxy struct {
 	ap       *autopilot
 	port     int
-	rendered string             // the destination file autopilot renders
+	rendered string                // the destination file autopilot renders
 	servers  func(string) []string // host:port of the customers servers in a rendered file
 }
 

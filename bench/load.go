@@ -78,7 +78,9 @@ func (e *env) load(cfg config) (*table, error) {
 			case <-end:
 				break steady
 			case <-tick.C:
-				in := instance{fmt.Sprintf("svc-%02d", changes%loadServices), 100}
+				// An instance number of this round's own, so the first pass
+				// registers something new even after an earlier round.
+				in := instance{fmt.Sprintf("svc-%02d", changes%loadServices), 1000 + n}
 				var err error
 				if (changes/loadServices)%2 == 0 {
 					err = cat.register(e.ctx, in)

@@ -109,3 +109,15 @@ func BenchmarkRunnerPass(b *testing.B) {
 }
 
 func writeFileBench(path, text string) error { return WriteFile(path, []byte(text), 0o644) }
+
+// BenchmarkParse is the cost of one template at startup (or edit): the
+// bytes it allocates are mostly the function maps text/template keeps per
+// template, which is what a process with 100 templates holds 100 times.
+func BenchmarkParse(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse("bench.ctmpl", benchUpstream, Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

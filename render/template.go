@@ -49,6 +49,16 @@ func Parse(name, text string, opts Options) (*Template, error) {
 	for k, v := range t.consulFuncs() {
 		funcs[k] = v
 	}
+	// Hand text/template only the functions the source spells out (a name
+	// that is not in the text cannot be called). All of them is ~450 entries
+	// (Sprig twice, as NAME and sprig_NAME, plus the helpers) that it copies
+	// into two maps per template: 125 KiB of live heap each, so 100
+	// templates doubled the process's RSS (bench/, load scenario).
+	for k := range funcs {
+		if !strings.Contains(text, k) {
+			delete(funcs, k)
+		}
+	}
 	tm := template.New(name).Funcs(funcs)
 	if opts.Strict {
 		tm = tm.Option("missingkey=error")

@@ -277,6 +277,54 @@ func TestReloadConfig(t *testing.T) {
 	}
 }
 
+// Step 6: SIGHUP applies a changed logging.level to every part of the
+// supervisor, without restarting the app.
+func TestReloadLogLevel(t *testing.T) {
+	t.Parallel()
+	c := testenv.StartConsul(t)
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "rec")
+	sick := filepath.Join(dir, "sick")
+	withLevel := func(level string) string {
+		cfg := svcConfig("loglevel", fmt.Sprintf(`"test ! -e %s"`, sick), "")
+		return strings.TrimSuffix(cfg, "}") + fmt.Sprintf(`,"logging":{"level":%q}}`, level)
+	}
+	cfg := writeConfig(t, dir, withLevel("debug"))
+	s := startSup(t, cfg, c.HTTPAddr, nil, helper("app", rec)...)
+	s.logHas("health check passed", 20*time.Second) // debug
+
+	// To warn: the failing health check's warning shows, debug and info don't.
+	writeConfig(t, dir, withLevel("warn"))
+	s.signal(syscall.SIGHUP)
+	s.logHas(`"from":"debug","to":"warn"`, 10*time.Second)
+	os.WriteFile(sick, nil, 0o644)
+	since := func(marker string) string {
+		log := s.log.String()
+		return log[strings.LastIndex(log, marker):]
+	}
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		return strings.Count(since(`"to":"warn"`), "health check failed") >= 3, "no health check warnings"
+	})
+	after := since(`"to":"warn"`)
+	for _, l := range strings.Split(after, "\n")[1:] {
+		if strings.Contains(l, `"level":"debug"`) || strings.Contains(l, `"level":"info"`) {
+			t.Errorf("logged at level warn: %s", l)
+		}
+	}
+
+	// Back to debug: the passing checks show again.
+	os.Remove(sick)
+	writeConfig(t, dir, withLevel("debug"))
+	s.signal(syscall.SIGHUP)
+	s.logHas(`"from":"warn","to":"debug"`, 10*time.Second)
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		return strings.Contains(since(`"to":"debug"`), "health check passed"), "no debug lines"
+	})
+	if evs := events(rec); len(evs) != 1 {
+		t.Errorf("the app was restarted or signalled: %v", evs)
+	}
+}
+
 func register(t *testing.T, client *api.Client, id string, port int, tags ...string) {
 	t.Helper()
 	if err := client.Agent().ServiceRegister(&api.AgentServiceRegistration{

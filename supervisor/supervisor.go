@@ -46,7 +46,8 @@ type Options struct {
 	// (default os.Stdin, os.Stdout, os.Stderr).
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
-	// Log is the supervisor's log.
+	// Log is the supervisor's log, at its starting level; a reload that
+	// changes logging.level changes the level of the supervisor's copy.
 	Log zerolog.Logger
 	// Signals, if set, replaces signal.Notify as the source of signals
 	// (tests drive an in-process supervisor with it).
@@ -59,6 +60,7 @@ type Options struct {
 type Supervisor struct {
 	opts   Options
 	log    zerolog.Logger
+	level  *logLevel // of log and every logger derived from it; SIGHUP changes it
 	runner *proc.Runner
 	reaper *proc.Reaper
 
@@ -94,7 +96,8 @@ func Run(ctx context.Context, cfg *Config, argv []string, opts Options) int {
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
 	}
-	s := &Supervisor{opts: opts, log: opts.Log}
+	s := &Supervisor{opts: opts}
+	s.log, s.level = withLogLevel(opts.Log)
 	return s.run(ctx, cfg, argv)
 }
 

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/autopilot/autopilot/render"
 )
 
@@ -123,6 +125,7 @@ func (s *Supervisor) reload() {
 		s.log.Error().Err(err).Msg("config reload rejected: keeping the old config")
 		return
 	}
+	old := s.cfg.Logging
 	s.stopLoops()
 	keep := map[string]bool{}
 	for _, v := range services {
@@ -139,6 +142,33 @@ func (s *Supervisor) reload() {
 	if tr != nil {
 		runner = tr
 	}
+	// While the loops are stopped, so that none of them logs across the change.
+	s.reloadLogging(old, cfg.Logging)
 	s.startLoops(cfg, runner)
 	s.log.Info().Str("config", cfg.Name).Msg("config reloaded: " + s.describe())
+}
+
+// reloadLogging applies a changed logging.level. The change is logged at
+// info while the more verbose of the two levels is in force, so that it
+// shows whenever either level shows info. A changed format needs a restart.
+func (s *Supervisor) reloadLogging(old, cfg Logging) {
+	if cfg.Format != old.Format {
+		s.log.Warn().Str("format", old.Format).Msg("logging.format: a change applies at the next start")
+	}
+	if cfg.Level == old.Level {
+		return
+	}
+	lvl, err := zerolog.ParseLevel(cfg.Level)
+	if err != nil { // Parse validated it
+		s.log.Error().Err(err).Msg("logging.level")
+		return
+	}
+	msg := s.log.Info().Str("from", old.Level).Str("to", cfg.Level)
+	if lvl < s.level.get() {
+		s.level.set(lvl)
+		msg.Msg("log level changed")
+		return
+	}
+	msg.Msg("log level changed")
+	s.level.set(lvl)
 }

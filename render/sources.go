@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/fsnotify/fsnotify"
 )
@@ -31,9 +32,19 @@ func (r *Runner) watchSources(ctx context.Context) (stop func(), err error) {
 		}
 		byPath[abs] = append(byPath[abs], u)
 	}
+	// An editor's save is several events (truncate, write, rename); reading
+	// at the first one would parse a half-written file. Reparse once the
+	// file has been quiet for settle.
+	const settle = 100 * time.Millisecond
+	timers := map[*unit]*time.Timer{}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer func() {
+			for _, t := range timers {
+				t.Stop()
+			}
+		}()
 		for {
 			select {
 			case <-ctx.Done():
@@ -46,7 +57,11 @@ func (r *Runner) watchSources(ctx context.Context) (stop func(), err error) {
 					continue
 				}
 				for _, u := range byPath[filepath.Clean(ev.Name)] {
-					signal(u.reload)
+					if t, ok := timers[u]; ok {
+						t.Reset(settle)
+					} else {
+						timers[u] = time.AfterFunc(settle, func() { signal(u.reload) })
+					}
 				}
 			case err, ok := <-fw.Errors:
 				if !ok {

@@ -34,6 +34,7 @@ type config struct {
 	templates    []int
 	steady       time.Duration
 	burst        int
+	burstRounds  int
 	starts       int
 	idle         time.Duration
 	only         []int
@@ -66,6 +67,7 @@ func run() (code int) {
 	flag.IntVar(&cfg.scaleChanges, "scale-changes", 20, "scenario 2: changes per scale")
 	flag.DurationVar(&cfg.steady, "steady", 60*time.Second, "scenario 3: steady-state duration per template count")
 	flag.IntVar(&cfg.burst, "burst", 50, "scenario 4: changes in the 1 s burst")
+	flag.IntVar(&cfg.burstRounds, "burst-rounds", 3, "scenario 4: bursts of registrations (and as many of deregistrations)")
 	flag.IntVar(&cfg.starts, "starts", 10, "scenario 5: starts measured")
 	flag.DurationVar(&cfg.idle, "idle", 30*time.Second, "scenario 5: idle measurement window")
 	flag.Parse()
@@ -84,6 +86,7 @@ func run() (code int) {
 		def("steady", "8s")
 		def("starts", "3")
 		def("idle", "5s")
+		def("burst-rounds", "1")
 	}
 	var err error
 	if cfg.scales, err = intList(*scale); err != nil {

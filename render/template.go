@@ -42,22 +42,28 @@ type Options struct {
 	MinInstances int
 }
 
+// allHelpers is Sprig plus consul-template's helpers, shared by every
+// template: they hold no state (executeTemplate and scratch are only
+// placeholders until bindTemplateFuncs rebinds them per execution).
+var allHelpers = sync.OnceValue(helperFuncs)
+
 // Parse parses text as the template named name (its source path).
 func Parse(name, text string, opts Options) (*Template, error) {
 	t := &Template{name: name}
-	funcs := helperFuncs()
-	for k, v := range t.consulFuncs() {
-		funcs[k] = v
-	}
 	// Hand text/template only the functions the source spells out (a name
 	// that is not in the text cannot be called). All of them is ~450 entries
 	// (Sprig twice, as NAME and sprig_NAME, plus the helpers) that it copies
 	// into two maps per template: 125 KiB of live heap each, so 100
-	// templates doubled the process's RSS (bench/, load scenario).
-	for k := range funcs {
-		if !strings.Contains(text, k) {
-			delete(funcs, k)
+	// templates doubled the process's RSS (bench/, load scenario). The full
+	// set is built once, not per template, for the same reason.
+	funcs := template.FuncMap{}
+	for k, v := range allHelpers() {
+		if strings.Contains(text, k) {
+			funcs[k] = v
 		}
+	}
+	for k, v := range t.consulFuncs() {
+		funcs[k] = v
 	}
 	tm := template.New(name).Funcs(funcs)
 	if opts.Strict {

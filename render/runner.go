@@ -423,11 +423,12 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := r.check(ctx, u, staged.Path()); err != nil {
-		staged.Abort()
+	if cmd, output, err := r.check(ctx, u, staged.Path()); err != nil {
+		staged.Abort() // before the log line: whoever reads it finds no candidate left
 		u.mu.Lock()
 		u.stats.CheckFailures++
 		u.mu.Unlock()
+		u.log.Error().Err(err).Str("command", cmd).Str("output", string(output)).Msg("check failed; destination and service left alone")
 		return err
 	}
 	if err := staged.Commit(); err != nil {
@@ -458,20 +459,21 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 	return fmt.Errorf("%w (previous file restored and reloaded)", err)
 }
 
-func (r *Runner) check(ctx context.Context, u *unit, path string) error {
+// check runs the template's check command on the candidate at path and
+// returns the command as run and its output, for the log.
+func (r *Runner) check(ctx context.Context, u *unit, path string) (string, []byte, error) {
 	if u.cfg.Check.IsZero() {
-		return nil
+		return "", nil, nil
 	}
 	cmd, err := u.cfg.Check.Expand(struct{ Path string }{path})
 	if err != nil {
-		return fmt.Errorf("check command for %s: %w", u.cfg.Destination, err)
+		return u.cfg.Check.String(), nil, fmt.Errorf("check command for %s: %w", u.cfg.Destination, err)
 	}
 	output, err := r.opts.Commands.Output(ctx, cmd)
 	if err != nil {
-		u.log.Error().Err(err).Str("command", cmd.String()).Str("output", string(output)).Msg("check failed; destination and service left alone")
-		return fmt.Errorf("check %s: %w: %s", u.cfg.Destination, err, bytes.TrimSpace(output))
+		return cmd.String(), output, fmt.Errorf("check %s: %w: %s", u.cfg.Destination, err, bytes.TrimSpace(output))
 	}
-	return nil
+	return cmd.String(), output, nil
 }
 
 func (r *Runner) reload(ctx context.Context, u *unit) error {

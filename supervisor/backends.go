@@ -21,16 +21,27 @@ type backend struct {
 	watcher *consul.Watcher
 	runner  *proc.Runner
 	log     zerolog.Logger
+	// ready is closed when the app can take an onChange (its services
+	// passed their first health check); readyMax bounds the wait for it.
+	ready    <-chan struct{}
+	readyMax time.Duration
 	// last is the (ID, address, port) set the handler last ran for (or was
 	// started with). Owned by run; read on reload after run returned.
 	last string
 }
 
 func (s *Supervisor) newBackends(cfg *Config, old []*backend) []*backend {
+	// A service whose check never passes must not hold handlers forever:
+	// wait at most the longest TTL, by when Consul would call it dead anyway.
+	var readyMax time.Duration
+	for _, sc := range cfg.Services {
+		readyMax = max(readyMax, sc.TTL.D())
+	}
 	var out []*backend
 	for _, bc := range cfg.Backends {
 		q := dep.Query{Kind: dep.KindHealthService, Name: bc.Name, Tag: bc.Tag, DC: bc.DC, Filter: dep.StatusPassing}
 		b := &backend{cfg: bc, q: q, watcher: s.watcher, runner: s.runner,
+			ready: s.ready.Done(), readyMax: readyMax,
 			log: s.log.With().Str("backend", bc.Name).Logger()}
 		for _, o := range old {
 			if o.q == q {
@@ -55,6 +66,28 @@ func instanceSet(v any) string {
 	return strings.Join(keys, ",")
 }
 
+// waitReady holds the first onChange until the app is ready, or readyMax
+// passed; the watch is already subscribed meanwhile. It reports false if
+// ctx ended.
+func (b *backend) waitReady(ctx context.Context) bool {
+	select {
+	case <-b.ready:
+		return true
+	default:
+	}
+	b.log.Debug().Dur("max", b.readyMax).Msg("holding onChange until the app's services pass their first health check")
+	t := time.NewTimer(b.readyMax)
+	defer t.Stop()
+	select {
+	case <-b.ready:
+	case <-t.C:
+		b.log.Warn().Msg("the app's services did not pass a health check in time: running onChange anyway")
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
 // run watches the backend through the shared watcher until ctx ends. A
 // change starts the handler unless one runs; changes during a run are
 // merged into one follow-up run; two starts are at least poll apart.
@@ -74,6 +107,9 @@ func (b *backend) run(ctx context.Context) {
 	)
 	timer.Stop()
 	defer timer.Stop()
+	if !b.waitReady(ctx) {
+		return
+	}
 	update := func() {
 		v, ok := b.watcher.Get(b.q)
 		if !ok {

@@ -34,6 +34,7 @@ type service struct {
 	runner *proc.Runner
 	agent  *consul.Agent
 	log    zerolog.Logger
+	ready  *readiness // told about every passing check
 
 	mu         sync.Mutex
 	registered bool
@@ -63,6 +64,31 @@ func (s *Supervisor) newServices(cfg *Config) ([]*service, error) {
 	return out, nil
 }
 
+// watchReadiness points services at the readiness their backends wait
+// for: the current one once it is done, else a fresh one for these services
+// (a reload before the app was ready must not wait for removed services).
+func (s *Supervisor) watchReadiness(services []*service) {
+	if s.ready == nil || !isClosed(s.ready.Done()) {
+		ids := make([]string, len(services))
+		for i, v := range services {
+			ids[i] = v.id
+		}
+		s.ready = newReadiness(ids)
+	}
+	for _, v := range services {
+		v.ready = s.ready
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 // run checks health every poll and reports it to Consul until ctx ends.
 // The first passing check registers the service (with its check, passing);
 // a failed or timed-out check marks it critical at once; a heartbeat the
@@ -88,6 +114,9 @@ func (v *service) run(ctx context.Context) {
 			}
 			poll.Reset(max(0, v.cfg.Poll.D()-time.Since(start)))
 			failures = 0
+			if status == api.HealthPassing && v.ready != nil {
+				v.ready.pass(v.id)
+			}
 		case <-retry.C:
 		}
 		if status == "" {

@@ -73,6 +73,7 @@ type Supervisor struct {
 
 	cfg      *Config
 	services []*service
+	ready    *readiness // backends hold their first onChange until it is done
 	backends []*backend
 	loops    context.CancelFunc // stops services, backends and templates of cfg
 	loopsWG  sync.WaitGroup
@@ -147,6 +148,7 @@ func (s *Supervisor) run(ctx context.Context, cfg *Config, argv []string) int {
 		return ExitError
 	}
 	s.cfg, s.services = cfg, services
+	s.watchReadiness(services)
 	s.backends = s.newBackends(cfg, nil)
 
 	// 1. Templates: the app never starts against a missing config.

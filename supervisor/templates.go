@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/autopilot/autopilot/internal/proc"
 	"github.com/autopilot/autopilot/render"
 )
 
@@ -32,7 +34,6 @@ func (s *Supervisor) newTemplates(cfg *Config) (*render.Runner, error) {
 			Destination: t.Destination,
 			Perms:       fs.FileMode(t.Perms),
 			Check:       t.Check,
-			Command:     t.Reload,
 			Options:     render.Options{MinInstances: t.MinInstances},
 		}
 		if t.Wait != "" {
@@ -42,8 +43,11 @@ func (s *Supervisor) newTemplates(cfg *Config) (*render.Runner, error) {
 			}
 			rc.Wait = w
 		}
-		if t.ReloadSignal != 0 {
+		switch {
+		case t.ReloadSignal != 0:
 			rc.Reload = s.signalApp(syscall.Signal(t.ReloadSignal))
+		case !t.Reload.IsZero():
+			rc.Reload = s.reloadCommand(t.Reload)
 		}
 		cfgs = append(cfgs, rc)
 	}
@@ -67,6 +71,24 @@ func (s *Supervisor) signalApp(sig syscall.Signal) func(context.Context) error {
 		s.log.Info().Stringer("signal", sig).Int("pid", pid).Msg("reloadSignal")
 		if err := syscall.Kill(pid, sig); err != nil {
 			return fmt.Errorf("reloadSignal %s to %d: %w", sig, pid, err)
+		}
+		return nil
+	}
+}
+
+// reloadCommand is a template's reload command. Like reloadSignal it runs
+// only while the app is running: the first render happens before the app
+// starts and reads the file anyway (`nginx -s reload` would fail then).
+func (s *Supervisor) reloadCommand(c proc.Command) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if s.pid() == 0 {
+			s.log.Debug().Stringer("command", c).Msg("reload: the app is not running")
+			return nil
+		}
+		s.log.Info().Stringer("command", c).Msg("reload")
+		out, err := s.runner.Output(ctx, c)
+		if err != nil {
+			return fmt.Errorf("reload %s: %w: %s", c, err, bytes.TrimSpace(out))
 		}
 		return nil
 	}
@@ -136,6 +158,7 @@ func (s *Supervisor) reload() {
 			v.deregister(5 * time.Second)
 		}
 	}
+	s.watchReadiness(services)
 	s.backends = s.newBackends(cfg, s.backends)
 	s.cfg, s.services = cfg, services
 	var runner templateRunner

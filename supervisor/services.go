@@ -41,8 +41,8 @@ type service struct {
 	maint      bool
 }
 
-// newServices resolves the services' IDs and addresses and exports the
-// addresses as AUTOPILOT_<SERVICE>_IP to hooks and handlers.
+// newServices resolves the services' IDs and addresses. It changes
+// nothing: a reload may still reject the config (see exportAddresses).
 func (s *Supervisor) newServices(cfg *Config) ([]*service, error) {
 	host, _ := os.Hostname()
 	var out []*service
@@ -55,13 +55,20 @@ func (s *Supervisor) newServices(cfg *Config) ([]*service, error) {
 		if id == "" {
 			id = sc.Name + "-" + host + "-" + strconv.Itoa(sc.Port)
 		}
-		s.runner.SetEnv(EnvName(sc.Name), addr)
 		out = append(out, &service{
 			cfg: sc, id: id, addr: addr, runner: s.runner, agent: s.agent, maint: s.maint,
 			log: s.log.With().Str("service", id).Logger(),
 		})
 	}
 	return out, nil
+}
+
+// exportAddresses gives hooks, handlers and the app the services'
+// addresses as AUTOPILOT_<SERVICE>_IP, once their config is accepted.
+func (s *Supervisor) exportAddresses(services []*service) {
+	for _, v := range services {
+		s.runner.SetEnv(EnvName(v.cfg.Name), v.addr)
+	}
 }
 
 // watchReadiness points services at the readiness their backends wait

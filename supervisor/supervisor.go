@@ -148,6 +148,7 @@ func (s *Supervisor) run(ctx context.Context, cfg *Config, argv []string) int {
 		return ExitError
 	}
 	s.cfg, s.services = cfg, services
+	s.exportAddresses(services)
 	s.watchReadiness(services)
 	s.backends = s.newBackends(cfg, nil)
 

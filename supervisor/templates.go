@@ -158,6 +158,7 @@ func (s *Supervisor) reload() {
 			v.deregister(5 * time.Second)
 		}
 	}
+	s.exportAddresses(services)
 	s.watchReadiness(services)
 	s.backends = s.newBackends(cfg, s.backends)
 	s.cfg, s.services = cfg, services

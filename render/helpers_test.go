@@ -3,7 +3,6 @@ package render
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
@@ -93,22 +92,4 @@ func readFile(t testing.TB, p string) string {
 		return "<" + err.Error() + ">"
 	}
 	return string(b)
-}
-
-// syncBuf is a log sink safe for the runner's goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

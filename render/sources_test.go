@@ -26,7 +26,7 @@ func TestWatchTemplates(t *testing.T) {
 		t.Fatal(err)
 	}
 	dest := filepath.Join(dir, "out")
-	var logs syncBuf
+	var logs testenv.Buffer
 	r, err := NewRunner(src, []Config{{Source: tmpl, Destination: dest}}, RunnerOptions{
 		Commands: &proc.Runner{}, WatchTemplates: true, Log: zerolog.New(&logs)})
 	if err != nil {

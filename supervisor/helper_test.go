@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -191,27 +190,10 @@ func atoi(s string) int {
 type sup struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	log    *syncBuffer
+	log    *testenv.Buffer
 	done   chan struct{}
 	code   int
 	config string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // writeConfig writes a config file into dir and returns its path.
@@ -228,7 +210,7 @@ func writeConfig(t *testing.T, dir, text string) string {
 // as the app. Cleanup kills it if the test did not wait for it.
 func startSup(t *testing.T, cfg, addr string, env []string, argv ...string) *sup {
 	t.Helper()
-	s := &sup{t: t, log: &syncBuffer{}, done: make(chan struct{}), config: cfg}
+	s := &sup{t: t, log: &testenv.Buffer{}, done: make(chan struct{}), config: cfg}
 	a := helper(append([]string{"supervise", cfg, addr, "--"}, argv...)...)
 	s.cmd = exec.Command(a[0], a[1:]...)
 	s.cmd.Env = append(append(os.Environ(), helperEnv...), env...)

@@ -44,8 +44,8 @@ func TestNewClientHonoursEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs strings.Builder
-	w := NewWatcher(context.Background(), client, WatchOptions{}, zerolog.New(&syncBuilder{b: &logs}).Level(zerolog.DebugLevel))
+	var logs testenv.Buffer
+	w := NewWatcher(context.Background(), client, WatchOptions{}, zerolog.New(&logs).Level(zerolog.DebugLevel))
 	defer w.Close()
 	q, _ := dep.ParseService("web")
 	w.Subscribe(q, make(chan struct{}, 1))
@@ -65,15 +65,4 @@ func TestNewClientHonoursEnv(t *testing.T) {
 	if !strings.Contains(gotURL, "passing=1") {
 		t.Fatalf("URL %q: want Consul to filter passing instances", gotURL)
 	}
-}
-
-type syncBuilder struct {
-	mu sync.Mutex
-	b  *strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
 }

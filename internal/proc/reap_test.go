@@ -15,6 +15,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
+
+	"github.com/autopilot/autopilot/internal/testenv"
 )
 
 func TestSiginfoLayout(t *testing.T) {
@@ -127,7 +129,7 @@ func TestReaperLeavesOwnedZombie(t *testing.T) {
 	})
 
 	t.Run("Run returns on cancel while an owner is awaited", func(t *testing.T) {
-		var logs lockedBuffer
+		var logs testenv.Buffer
 		r := NewReaper(zerolog.New(&logs))
 		cmd := helperCmd("exit", "7")
 		pid := startZombie(t, cmd, r.Start)
@@ -167,7 +169,7 @@ func TestReaperReapsOrphans(t *testing.T) {
 		t.Fatalf("PR_GET_CHILD_SUBREAPER = %d, %v; want 1", flag, err)
 	}
 
-	var logs lockedBuffer
+	var logs testenv.Buffer
 	r := NewReaper(zerolog.New(&logs))
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})

@@ -1,0 +1,265 @@
+package jsonpos
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// duration is a JSON string like "1s", to test json.Unmarshaler fields.
+type duration time.Duration
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	s := strings.Trim(string(b), `"`)
+	v, err := time.ParseDuration(s)
+	if err != nil || b[0] != '"' {
+		return fmt.Errorf("%s is not a duration", b)
+	}
+	*d = duration(v)
+	return nil
+}
+
+type service struct {
+	Name   string         `json:"name"`
+	Port   int            `json:"port"`
+	Poll   duration       `json:"poll"`
+	Every  *duration      `json:"every"`
+	Weight float32        `json:"weight"`
+	Count  uint8          `json:"count"`
+	Meta   map[string]int `json:"meta"`
+	Extra  any            `json:"extra"`
+	Next   *service       `json:"next"`
+	Tags   []string       `json:"tags"`
+	Hidden string         `json:"-"`
+}
+
+type config struct {
+	Services []service `json:"services"`
+}
+
+func TestDecodeErrors(t *testing.T) {
+	tests := []struct {
+		name          string
+		in            string
+		caseSensitive bool
+		want          string
+	}{
+		{
+			name: "syntax error line and column",
+			in:   "{\n  \"services\": [\n    {\"name\": \"a\",}\n  ]\n}",
+			want: `app.json:3:18: JSON syntax: invalid character '}' looking for beginning of object key string`,
+		},
+		{
+			name: "syntax error column counts characters",
+			in:   `{"services": [{"name": "é", x}]}`,
+			want: `app.json:1:29: JSON syntax: invalid character 'x' looking for beginning of object key string`,
+		},
+		{
+			name: "empty input",
+			in:   "",
+			want: `app.json:1:1: JSON syntax: unexpected end of input`,
+		},
+		{
+			name: "truncated",
+			in:   "{\"services\": [\n",
+			want: `app.json:2:1: JSON syntax: unexpected end of input`,
+		},
+		{
+			name: "unknown field",
+			in:   "{\"services\": [\n  {\"name\": \"a\", \"helth\": \"x\"}\n]}",
+			want: `app.json:2:17: services[0].helth: unknown field (want one of name, port, poll, every, weight, count, meta, extra, next, tags)`,
+		},
+		{
+			name: "field tagged - is unknown",
+			in:   `{"services": [{"Hidden": "x"}]}`,
+			want: `app.json:1:16: services[0].Hidden: unknown field ...`,
+		},
+		{
+			name: "wrong type has indexed path",
+			in:   "{\"services\": [\n  {\"name\": \"a\"},\n  {\"name\": \"b\", \"port\": \"80\"}\n]}",
+			want: `app.json:3:25: services[1].port: want a number, got a string`,
+		},
+		{
+			name: "wrong type at top level",
+			in:   `[]`,
+			want: `app.json:1:1: want an object, got a list`,
+		},
+		{
+			name: "fraction for an int",
+			in:   `{"services": [{"port": 80.5}]}`,
+			want: `app.json:1:24: services[0].port: want a whole number that fits in 64 bits, got the number 80.5`,
+		},
+		{
+			name: "negative for an unsigned",
+			in:   `{"services": [{"count": -1}]}`,
+			want: `app.json:1:25: services[0].count: want a whole number from 0 that fits in 8 bits, got the number -1`,
+		},
+		{
+			name: "unsigned overflow",
+			in:   `{"services": [{"count": 256}]}`,
+			want: `app.json:1:25: services[0].count: want a whole number from 0 that fits in 8 bits, got the number 256`,
+		},
+		{
+			name: "float overflow",
+			in:   `{"services": [{"weight": 1e39}]}`,
+			want: `app.json:1:26: services[0].weight: want a number that fits in a float32, got the number 1e39`,
+		},
+		{
+			name: "string for a float",
+			in:   `{"services": [{"weight": "1"}]}`,
+			want: `app.json:1:26: services[0].weight: want a number, got a string`,
+		},
+		{
+			name: "map value of the wrong type",
+			in:   `{"services": [{"meta": {"a/b": true}}]}`,
+			want: `app.json:1:32: services[0].meta["a/b"]: want a number, got true`,
+		},
+		{
+			name: "wrong type through a pointer",
+			in:   `{"services": [{"next": {"tags": "x"}}]}`,
+			want: `app.json:1:33: services[0].next.tags: want a list, got a string`,
+		},
+		{
+			name: "duplicate key",
+			in:   `{"services": [{"name": "a", "name": "b"}]}`,
+			want: `app.json:1:29: services[0].name: duplicate key`,
+		},
+		{
+			name: "duplicate map key",
+			in:   `{"services": [{"meta": {"a": 1, "a": 2}}]}`,
+			want: `app.json:1:33: services[0].meta.a: duplicate key`,
+		},
+		{
+			name: "duplicate key in any",
+			in:   `{"services": [{"extra": {"x": [1, {"k": 1, "k": 2}]}}]}`,
+			want: `app.json:1:44: services[0].extra.x[1].k: duplicate key`,
+		},
+		{
+			name: "duplicate key differing in case",
+			in:   `{"services": [{"name": "a", "Name": "b"}]}`,
+			want: `app.json:1:29: services[0].name: duplicate key`,
+		},
+		{
+			name:          "case sensitive",
+			in:            `{"services": [{"Name": "a"}]}`,
+			caseSensitive: true,
+			want:          `app.json:1:16: services[0].Name: unknown field (want one of name, ...`,
+		},
+		{
+			name: "unmarshaler error is placed",
+			in:   "{\"services\": [\n  {\"name\": \"a\",\n   \"poll\": \"soon\"}\n]}",
+			want: `app.json:3:12: services[0].poll: "soon" is not a duration`,
+		},
+		{
+			name: "unmarshaler through a pointer",
+			in:   `{"services": [{"every": 5}]}`,
+			want: `app.json:1:25: services[0].every: 5 is not a duration`,
+		},
+		{
+			name: "trailing data",
+			in:   "{}\n  {}",
+			want: `app.json:2:3: unexpected data after the JSON value`,
+		},
+		{
+			name: "trailing garbage after a value",
+			in:   `{"services": []}]`,
+			want: `app.json:1:17: unexpected data after the JSON value`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c config
+			_, err := Decode([]byte(tt.in), "app.json", &c, Options{CaseSensitive: tt.caseSensitive})
+			if err == nil {
+				t.Fatalf("Decode succeeded (%+v), want error %q", c, tt.want)
+			}
+			got := err.Error()
+			if prefix, ok := strings.CutSuffix(tt.want, "..."); ok {
+				if !strings.HasPrefix(got, prefix) {
+					t.Fatalf("error\n got %s\nwant %s...", got, prefix)
+				}
+			} else if got != tt.want {
+				t.Fatalf("error\n got %s\nwant %s", got, tt.want)
+			}
+			var pe *Error
+			if !errors.As(err, &pe) || pe.File != "app.json" || pe.Line < 1 || pe.Col < 1 {
+				t.Fatalf("error %#v is not an *Error with a place", err)
+			}
+		})
+	}
+}
+
+func TestDecode(t *testing.T) {
+	every := duration(2 * time.Second)
+	tests := []struct {
+		name          string
+		in            string
+		caseSensitive bool
+		want          config
+	}{
+		{name: "null", in: ` null `, want: config{}},
+		{name: "null members", in: `{"services": [{"name": null, "poll": null, "every": null, "next": null, "meta": null}]}`,
+			want: config{Services: []service{{}}}},
+		{name: "case-insensitive by default", in: `{"services": [{"NAME": "a"}]}`,
+			want: config{Services: []service{{Name: "a"}}}},
+		{name: "exact names when case-sensitive", in: `{"services": [{"name": "a"}]}`, caseSensitive: true,
+			want: config{Services: []service{{Name: "a"}}}},
+		{name: "every kind", in: `{"services": [{"name": "a", "port": -1, "poll": "1s", "every": "2s", "weight": 0.5,
+			"count": 255, "meta": {"x": 1}, "extra": {"any": [1, "two", null, true]}, "next": {"name": "b"}, "tags": ["t"]}]}`,
+			want: config{Services: []service{{Name: "a", Port: -1, Poll: duration(time.Second), Every: &every, Weight: 0.5,
+				Count: 255, Meta: map[string]int{"x": 1}, Extra: map[string]any{"any": []any{1.0, "two", nil, true}},
+				Next: &service{Name: "b"}, Tags: []string{"t"}}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c config
+			if _, err := Decode([]byte(tt.in), "app.json", &c, Options{CaseSensitive: tt.caseSensitive}); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(c, tt.want) {
+				t.Errorf("decoded\n got %+v\nwant %+v", c, tt.want)
+			}
+		})
+	}
+}
+
+func TestPositionsErrorAt(t *testing.T) {
+	in := "{\"services\": [\n  {\"name\": \"a\"},\n  {\"name\": \"b\"}\n]}"
+	var c config
+	pos, err := Decode([]byte(in), "app.json", &c, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"services[1].name": `app.json:3:12: services[1].name: bad`,
+		"services[1].port": `app.json:3:3: services[1].port: bad`, // left out: placed at its object
+		"services[10]":     `app.json:1:14: services[10]: bad`,    // not inside services[1]
+		"other":            `app.json:1:1: other: bad`,
+	} {
+		if got := pos.ErrorAt(path, "bad").Error(); got != want {
+			t.Errorf("ErrorAt(%q)\n got %s\nwant %s", path, got, want)
+		}
+	}
+}
+
+func TestErrorString(t *testing.T) {
+	for _, tt := range []struct {
+		err  Error
+		want string
+	}{
+		{Error{File: "a.json", Line: 1, Col: 2, Path: "x.y", Msg: "m"}, "a.json:1:2: x.y: m"},
+		{Error{File: "a.json", Path: "x", Msg: "m"}, "a.json: x: m"},
+		{Error{File: "a.json", Line: 3, Col: 1, Msg: "m"}, "a.json:3:1: m"},
+		{Error{Msg: "m"}, "m"},
+	} {
+		if got := tt.err.Error(); got != tt.want {
+			t.Errorf("%+v.Error() = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+}

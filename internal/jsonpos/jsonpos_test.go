@@ -1,6 +1,7 @@
 package jsonpos
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -25,6 +26,19 @@ func (d *duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// upper is a JSON string read in upper case, to test an Unmarshaler whose
+// own json.Unmarshal fails on the wrong kind of value.
+type upper string
+
+func (u *upper) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*u = upper(strings.ToUpper(s))
+	return nil
+}
+
 type service struct {
 	Name   string         `json:"name"`
 	Port   int            `json:"port"`
@@ -36,6 +50,7 @@ type service struct {
 	Extra  any            `json:"extra"`
 	Next   *service       `json:"next"`
 	Tags   []string       `json:"tags"`
+	Signal upper          `json:"signal"`
 	Hidden string         `json:"-"`
 }
 
@@ -73,7 +88,7 @@ func TestDecodeErrors(t *testing.T) {
 		{
 			name: "unknown field",
 			in:   "{\"services\": [\n  {\"name\": \"a\", \"helth\": \"x\"}\n]}",
-			want: `app.json:2:17: services[0].helth: unknown field (want one of name, port, poll, every, weight, count, meta, extra, next, tags)`,
+			want: `app.json:2:17: services[0].helth: unknown field (want one of name, port, poll, every, weight, count, meta, extra, next, tags, signal)`,
 		},
 		{
 			name: "field tagged - is unknown",
@@ -162,6 +177,11 @@ func TestDecodeErrors(t *testing.T) {
 			want: `app.json:1:25: services[0].every: 5 is not a duration`,
 		},
 		{
+			name: "unmarshaler type error",
+			in:   `{"services": [{"signal": 5}]}`,
+			want: `app.json:1:26: services[0].signal: want a string, got the number 5`,
+		},
+		{
 			name: "trailing data",
 			in:   "{}\n  {}",
 			want: `app.json:2:3: unexpected data after the JSON value`,
@@ -211,10 +231,10 @@ func TestDecode(t *testing.T) {
 		{name: "exact names when case-sensitive", in: `{"services": [{"name": "a"}]}`, caseSensitive: true,
 			want: config{Services: []service{{Name: "a"}}}},
 		{name: "every kind", in: `{"services": [{"name": "a", "port": -1, "poll": "1s", "every": "2s", "weight": 0.5,
-			"count": 255, "meta": {"x": 1}, "extra": {"any": [1, "two", null, true]}, "next": {"name": "b"}, "tags": ["t"]}]}`,
+			"count": 255, "meta": {"x": 1}, "extra": {"any": [1, "two", null, true]}, "next": {"name": "b"}, "tags": ["t"], "signal": "hup"}]}`,
 			want: config{Services: []service{{Name: "a", Port: -1, Poll: duration(time.Second), Every: &every, Weight: 0.5,
 				Count: 255, Meta: map[string]int{"x": 1}, Extra: map[string]any{"any": []any{1.0, "two", nil, true}},
-				Next: &service{Name: "b"}, Tags: []string{"t"}}}}},
+				Next: &service{Name: "b"}, Tags: []string{"t"}, Signal: "HUP"}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -221,9 +221,43 @@ func (w *walker) unmarshaler(t reflect.Type, isPtr bool, start int64, path strin
 		return nil // encoding/json sets the pointer to nil without asking
 	}
 	if err := reflect.New(t).Interface().(json.Unmarshaler).UnmarshalJSON(raw); err != nil {
-		return w.pos.at(start, path, strings.TrimPrefix(err.Error(), "json: "))
+		return w.pos.at(start, path, unmarshalerMessage(err, raw))
 	}
 	return nil
+}
+
+// unmarshalerMessage words an UnmarshalJSON error. One that unmarshals the
+// whole value into a Go type of the wrong kind says so as the walk would.
+func unmarshalerMessage(err error, raw json.RawMessage) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field == "" {
+		if want := kindWord(te.Type); want != "" {
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.UseNumber()
+			if tok, terr := dec.Token(); terr == nil {
+				return fmt.Sprintf("want %s, got %s", want, describe(tok))
+			}
+		}
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+func kindWord(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return ""
 }
 
 // textUnmarshaler checks a string value with a fresh t's UnmarshalText.

@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,14 +9,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/autopilot/autopilot/internal/jsonpos"
 	"github.com/autopilot/autopilot/internal/proc"
 	"github.com/autopilot/autopilot/render"
 )
@@ -221,111 +219,24 @@ func expandEnv(data []byte, env func(string) (string, bool)) []byte {
 
 // Parse parses and validates a config. name is where data came from (for
 // errors); env looks up ${VAR} references (os.LookupEnv in production).
-// Errors wrap ErrConfig and name the JSON path or line:column.
+// Errors wrap ErrConfig; JSON errors are a *jsonpos.Error naming the
+// line:column (in the expanded text) and field path.
 func Parse(data []byte, name string, env func(string) (string, bool)) (*Config, error) {
 	if env == nil {
 		env = func(string) (string, bool) { return "", false }
 	}
 	data = expandEnv(data, env)
-	var raw any
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil {
-		return nil, configError(name, data, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: %s: unexpected data after the JSON object", ErrConfig, name)
-	}
-	if err := checkFields(raw, reflect.TypeOf(Config{}), ""); err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
-	}
 	var c Config
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, configError(name, data, err)
+	// encoding/json matches keys case-insensitively; we do not, so "Name"
+	// for "name" is reported rather than half-accepted.
+	if _, err := jsonpos.Decode(data, name, &c, jsonpos.Options{CaseSensitive: true}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	c.Name = name
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
 	}
 	return &c, nil
-}
-
-// configError places a JSON error at line:column.
-func configError(name string, data []byte, err error) error {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		l, c := lineCol(data, se.Offset)
-		return fmt.Errorf("%w: %s:%d:%d: %v", ErrConfig, name, l, c, se)
-	case errors.As(err, &te):
-		l, c := lineCol(data, te.Offset)
-		return fmt.Errorf("%w: %s:%d:%d: %s: want %s, got JSON %s", ErrConfig, name, l, c, te.Field, te.Type, te.Value)
-	}
-	// Errors from our UnmarshalJSON methods carry no offset; encoding/json
-	// does not say where, so name the file at least.
-	return fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
-}
-
-func lineCol(data []byte, off int64) (int, int) {
-	if off > int64(len(data)) {
-		off = int64(len(data))
-	}
-	before := data[:off]
-	line := bytes.Count(before, []byte("\n")) + 1
-	col := int(off) - bytes.LastIndexByte(before, '\n')
-	return line, col
-}
-
-// checkFields rejects object keys that t has no field for, naming the path.
-func checkFields(v any, t reflect.Type, path string) error {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch val := v.(type) {
-	case map[string]any:
-		if t.Kind() != reflect.Struct {
-			return nil // a type error, reported with its position by Unmarshal
-		}
-		fields := map[string]reflect.Type{}
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if tag != "" && tag != "-" {
-				fields[tag] = f.Type
-			}
-		}
-		keys := make([]string, 0, len(val))
-		for k := range val {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			p := k
-			if path != "" {
-				p = path + "." + k
-			}
-			ft, ok := fields[k]
-			if !ok {
-				// encoding/json matches keys case-insensitively; we do not,
-				// so "Name" for "name" is reported rather than half-accepted.
-				return fmt.Errorf("%s: unknown field", p)
-			}
-			if err := checkFields(val[k], ft, p); err != nil {
-				return err
-			}
-		}
-	case []any:
-		if t.Kind() != reflect.Slice || t.Elem().Kind() != reflect.Struct {
-			return nil
-		}
-		for i, e := range val {
-			if err := checkFields(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 func (c *Config) validate() error {

@@ -13,7 +13,7 @@ func envMap(m map[string]string) func(string) (string, bool) {
 }
 
 func TestParse(t *testing.T) {
-	env := envMap(map[string]string{"PORT": "4100", "NAME": "web"})
+	env := envMap(map[string]string{"PORT": "4100", "NAME": "web", "LONG": "consul.service.consul:8500"})
 	tests := []struct {
 		name    string
 		in      string
@@ -58,23 +58,37 @@ func TestParse(t *testing.T) {
 				t.Errorf("perms %o", c.Templates[0].Perms)
 			}
 		}},
-		{name: "unknown top", in: `{"consull":"x"}`, wantErr: "consull: unknown field"},
-		{name: "unknown nested", in: `{"services":[{"name":"a","helth":"x"}]}`, wantErr: "services[0].helth: unknown field"},
-		{name: "unknown logging", in: `{"logging":{"lvl":"x"}}`, wantErr: "logging.lvl: unknown field"},
-		{name: "type error", in: "{\n  \"services\": [{\"name\": \"a\", \"port\": \"80\"}]}", wantErr: "2:"},
-		{name: "type error names field", in: `{"stopTimeout": 5, "services": [{"name": 3}]}`, wantErr: "services.name"},
-		{name: "syntax", in: "{\n\"consul\": }", wantErr: "2:"},
+		{name: "unknown top", in: `{"consull":"x"}`, wantErr: "test.json:1:2: consull: unknown field (want one of consul, logging,"},
+		{name: "unknown nested", in: `{"services":[{"name":"a","helth":"x"}]}`, wantErr: "test.json:1:26: services[0].helth: unknown field"},
+		{name: "unknown logging", in: `{"logging":{"lvl":"x"}}`, wantErr: "test.json:1:13: logging.lvl: unknown field (want one of level, format)"},
+		{name: "field names are case-sensitive", in: `{"Consul":"x"}`, wantErr: "test.json:1:2: Consul: unknown field"},
+		{name: "json:\"-\" fields are not config", in: `{"Name":"x"}`, wantErr: "test.json:1:2: Name: unknown field"},
+		{name: "type error", in: "{\n  \"services\": [{\"name\": \"a\", \"port\": \"80\"}]}",
+			wantErr: "test.json:2:38: services[0].port: want a number, got a string"},
+		{name: "type error names field", in: `{"stopTimeout": 5, "services": [{"name": 3}]}`,
+			wantErr: "test.json:1:42: services[0].name: want a string, got the number 3"},
+		{name: "syntax", in: "{\n\"consul\": }", wantErr: "test.json:2:11: JSON syntax: invalid character '}'"},
+		{name: "trailing data", in: `{} {}`, wantErr: "test.json:1:4: unexpected data after the JSON value"},
+		{name: "bad duration placed", in: "{\"services\": [\n  {\"name\": \"a\",\n   \"poll\": \"soon\"}]}",
+			wantErr: `test.json:3:12: services[0].poll: want seconds or a duration like "1.5s", got "soon"`},
+		{name: "bad perms placed", in: `{"templates":[{"source":"a","destination":"b","perms":"0999"}]}`,
+			wantErr: `test.json:1:55: templates[0].perms: want an octal file mode like "0644", got "0999"`},
+		{name: "signal not a string", in: `{"templates":[{"source":"a","destination":"b","reloadSignal":5}]}`,
+			wantErr: `test.json:1:62: templates[0].reloadSignal: want a string, got the number 5`},
+		{name: "position after env expansion", in: `{"consul": "${LONG}", "stopTimeout": "x"}`,
+			wantErr: `test.json:1:57: stopTimeout: want seconds`},
 		{name: "no name", in: `{"services":[{"port":1,"health":"true","poll":1,"ttl":2}]}`, wantErr: "services[0].name: required"},
 		{name: "no health", in: `{"services":[{"name":"a","poll":1,"ttl":2}]}`, wantErr: "services[0].health: required"},
 		{name: "ttl not above poll", in: `{"services":[{"name":"a","health":"true","poll":5,"ttl":5}]}`, wantErr: "ttl"},
 		{name: "bad interface", in: `{"services":[{"name":"a","health":"true","poll":1,"ttl":2,"interfaces":["static:nope"]}]}`, wantErr: "interfaces[0]"},
 		{name: "backend no onChange", in: `{"backends":[{"name":"b","poll":1}]}`, wantErr: "backends[0].onChange: required"},
 		{name: "reload exclusive", in: `{"templates":[{"source":"a","destination":"b","reload":"x","reloadSignal":"HUP"}]}`, wantErr: "exclusive"},
-		{name: "bad signal", in: `{"templates":[{"source":"a","destination":"b","reloadSignal":"SIGNOPE"}]}`, wantErr: "SIGNOPE"},
+		{name: "bad signal", in: `{"templates":[{"source":"a","destination":"b","reloadSignal":"SIGNOPE"}]}`,
+			wantErr: `test.json:1:62: templates[0].reloadSignal: unknown signal "SIGNOPE"`},
 		{name: "bad wait", in: `{"templates":[{"source":"a","destination":"b","wait":"soon"}]}`, wantErr: "templates[0].wait"},
 		{name: "bad level", in: `{"logging":{"level":"loud"}}`, wantErr: "logging.level"},
 		{name: "bad format", in: `{"logging":{"format":"xml"}}`, wantErr: "logging.format"},
-		{name: "quote in command", in: `{"preStart":"sh -c 'a b'"}`, wantErr: "config"},
+		{name: "quote in command", in: `{"preStart":"sh -c 'a b'"}`, wantErr: `config: test.json:1:13: preStart: invalid command "sh -c 'a b'": quote at offset 6`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

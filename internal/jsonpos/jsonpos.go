@@ -25,7 +25,10 @@ type Options struct {
 // document name (used in errors). It first walks the value against v's
 // type, so every problem with the input is an *Error placed in data; v is
 // then filled by encoding/json, with its rules for null, Unmarshalers and
-// defaults. Fields tagged `json:"-"` are unknown fields here.
+// defaults. Fields tagged `json:"-"` are unknown fields here. Types the
+// walk cannot check (embedded structs, ",string" fields, maps with
+// non-string keys, non-empty interfaces) give a plain error when reached:
+// a bug in the caller, not in the input.
 //
 // The returned Positions place later checks of the decoded value.
 func Decode(data []byte, name string, v any, opts Options) (*Positions, error) {

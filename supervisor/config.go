@@ -229,11 +229,16 @@ func Parse(data []byte, name string, env func(string) (string, bool)) (*Config, 
 	var c Config
 	// encoding/json matches keys case-insensitively; we do not, so "Name"
 	// for "name" is reported rather than half-accepted.
-	if _, err := jsonpos.Decode(data, name, &c, jsonpos.Options{CaseSensitive: true}); err != nil {
+	pos, err := jsonpos.Decode(data, name, &c, jsonpos.Options{CaseSensitive: true})
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	c.Name = name
 	if err := c.validate(); err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, pos.ErrorAt(fe.path, fe.msg))
+		}
 		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
 	}
 	return &c, nil
@@ -245,14 +250,14 @@ func (c *Config) validate() error {
 		c.Logging.Level = "info"
 	case "debug", "info", "warn", "error":
 	default:
-		return fmt.Errorf("logging.level: want debug, info, warn or error, got %q", c.Logging.Level)
+		return fieldErr("logging.level", "want debug, info, warn or error, got %q", c.Logging.Level)
 	}
 	switch c.Logging.Format {
 	case "":
 		c.Logging.Format = "json"
 	case "json", "text":
 	default:
-		return fmt.Errorf("logging.format: want json or text, got %q", c.Logging.Format)
+		return fieldErr("logging.format", "want json or text, got %q", c.Logging.Format)
 	}
 	if c.StopTimeout == 0 {
 		c.StopTimeout = Duration(DefaultStopTimeout)
@@ -266,31 +271,31 @@ func (c *Config) validate() error {
 		p := fmt.Sprintf("services[%d]", i)
 		switch {
 		case s.Name == "":
-			return fmt.Errorf("%s.name: required", p)
+			return fieldErr(p+".name", "required")
 		case s.Port < 0 || s.Port > 65535:
-			return fmt.Errorf("%s.port: %d out of range", p, s.Port)
+			return fieldErr(p+".port", "%d out of range", s.Port)
 		case s.Health.IsZero():
-			return fmt.Errorf("%s.health: required", p)
+			return fieldErr(p+".health", "required")
 		case s.Poll <= 0:
-			return fmt.Errorf("%s.poll: required, seconds between health checks", p)
+			return fieldErr(p+".poll", "required, seconds between health checks")
 		case s.TTL <= 0:
-			return fmt.Errorf("%s.ttl: required, seconds the check stays passing", p)
+			return fieldErr(p+".ttl", "required, seconds the check stays passing")
 		case s.TTL <= s.Poll:
 			// A TTL not longer than poll expires between two passing
 			// checks: the service would flap by construction.
-			return fmt.Errorf("%s.ttl: %s must be longer than poll %s", p, s.TTL.D(), s.Poll.D())
+			return fieldErr(p+".ttl", "%s must be longer than poll %s", s.TTL.D(), s.Poll.D())
 		}
 		if s.Timeout == 0 {
 			s.Timeout = s.Poll
 		}
 		for j, spec := range s.Interfaces {
 			if err := validInterface(spec); err != nil {
-				return fmt.Errorf("%s.interfaces[%d]: %w", p, j, err)
+				return fieldErr(fmt.Sprintf("%s.interfaces[%d]", p, j), "%v", err)
 			}
 		}
 		if s.ID != "" {
 			if ids[s.ID] {
-				return fmt.Errorf("%s.id: %q used twice", p, s.ID)
+				return fieldErr(p+".id", "%q used twice", s.ID)
 			}
 			ids[s.ID] = true
 		}
@@ -298,31 +303,41 @@ func (c *Config) validate() error {
 	for i, b := range c.Backends {
 		p := fmt.Sprintf("backends[%d]", i)
 		if b.Name == "" {
-			return fmt.Errorf("%s.name: required", p)
+			return fieldErr(p+".name", "required")
 		}
 		if b.OnChange.IsZero() {
-			return fmt.Errorf("%s.onChange: required", p)
+			return fieldErr(p+".onChange", "required")
 		}
 	}
 	for i, t := range c.Templates {
 		p := fmt.Sprintf("templates[%d]", i)
 		switch {
 		case t.Source == "":
-			return fmt.Errorf("%s.source: required", p)
+			return fieldErr(p+".source", "required")
 		case t.Destination == "":
-			return fmt.Errorf("%s.destination: required", p)
+			return fieldErr(p+".destination", "required")
 		case !t.Reload.IsZero() && t.ReloadSignal != 0:
-			return fmt.Errorf("%s: reload and reloadSignal are exclusive", p)
+			return fieldErr(p, "reload and reloadSignal are exclusive")
 		case t.MinInstances < 0:
-			return fmt.Errorf("%s.minInstances: must not be negative", p)
+			return fieldErr(p+".minInstances", "must not be negative")
 		}
 		if t.Wait != "" {
 			if _, err := render.ParseWait(t.Wait); err != nil {
-				return fmt.Errorf("%s.wait: %w", p, err)
+				return fieldErr(p+".wait", "%v", err)
 			}
 		}
 	}
 	return nil
+}
+
+// fieldError is a config value that parsed but is not valid; Parse places
+// it at the value's line and column.
+type fieldError struct{ path, msg string }
+
+func (e *fieldError) Error() string { return e.path + ": " + e.msg }
+
+func fieldErr(path, format string, a ...any) error {
+	return &fieldError{path: path, msg: fmt.Sprintf(format, a...)}
 }
 
 // TemplatePath is t's source resolved against the config's directory.

@@ -115,6 +115,13 @@ func waitFileAlive(ctx context.Context, r *running, path string, timeout time.Du
 // waitBoth waits for destination dest of both tools at the same time and
 // returns when each first satisfied ok.
 func (e *env) waitBoth(rs [2]*running, dest int, timeout time.Duration, ok func([]byte) bool) ([2]time.Time, error) {
+	ts, errs := e.waitEach(rs, dest, timeout, ok)
+	return ts, errors.Join(errs[0], errs[1])
+}
+
+// waitEach waits for both tools' destination dest concurrently and returns
+// each tool's time and error separately.
+func (e *env) waitEach(rs [2]*running, dest int, timeout time.Duration, ok func([]byte) bool) ([2]time.Time, [2]error) {
 	var ts [2]time.Time
 	var errs [2]error
 	var wg sync.WaitGroup
@@ -126,7 +133,7 @@ func (e *env) waitBoth(rs [2]*running, dest int, timeout time.Duration, ok func(
 		}()
 	}
 	wg.Wait()
-	return ts, errors.Join(errs[0], errs[1])
+	return ts, errs
 }
 
 // change applies one catalog change and measures, for each tool, the time
@@ -138,17 +145,7 @@ func (e *env) change(rs [2]*running, dest int, timeout time.Duration, apply func
 		return lat, err
 	}
 	t0 := time.Now()
-	var ts [2]time.Time
-	var errs [2]error
-	var wg sync.WaitGroup
-	for i, r := range rs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ts[i], errs[i] = waitFileAlive(e.ctx, r, r.dests[dest], timeout, ok)
-		}()
-	}
-	wg.Wait()
+	ts, errs := e.waitEach(rs, dest, timeout, ok)
 	for i := range rs {
 		switch {
 		case errs[i] == nil:

@@ -105,13 +105,53 @@ type Runner struct {
 	outMu sync.Mutex // serialises dry-run/diff printing
 }
 
-// Stats counts what a template's runner did.
+// Stats counts what a template's runner did. It is a plain copy so that
+// telemetry can read it at scrape time without render knowing about metrics.
 type Stats struct {
+	Source      string
+	Destination string
+
 	Renders        int // executions with complete data
 	Writes         int // files swapped in
+	Unchanged      int // complete renders whose output equalled the file: no write
 	CheckFailures  int
 	Commands       int // reload commands and signals run
 	ReloadFailures int
+	Rollbacks      int // previous file put back after a failed reload
+
+	// RenderTime is the total time spent executing complete renders
+	// (Renders of them), for an average render duration.
+	RenderTime time.Duration
+	// LastWrite is when the destination was last swapped in (zero: never).
+	LastWrite time.Time
+	// MissingSince is when the data the template needs stopped being
+	// complete (zero: it is complete, or no pass ran yet); Missing names it.
+	MissingSince time.Time
+	Missing      []string
+	// LastCheck and LastReload are the outcomes of the most recent check
+	// and reload (nil: none ran yet).
+	LastCheck, LastReload *Outcome
+}
+
+// Outcome is the result of one check or reload run, for status pages.
+type Outcome struct {
+	At     time.Time
+	OK     bool
+	Output string // the tail of the output, or the error
+}
+
+// outcomeTail bounds Outcome.Output: enough for nginx -t's message.
+const outcomeTail = 2048
+
+func newOutcome(err error, output []byte) *Outcome {
+	o := &Outcome{At: time.Now(), OK: err == nil, Output: string(bytes.TrimSpace(output))}
+	if err != nil {
+		o.Output = err.Error()
+	}
+	if len(o.Output) > outcomeTail {
+		o.Output = o.Output[len(o.Output)-outcomeTail:]
+	}
+	return o
 }
 
 // unit is one template's state; only its own goroutine touches it after
@@ -162,6 +202,8 @@ func (r *Runner) Stats() []Stats {
 	for i, u := range r.units {
 		u.mu.Lock()
 		out[i] = u.stats
+		out[i].Missing = append([]string(nil), u.stats.Missing...)
+		out[i].Source, out[i].Destination = u.cfg.Source, u.cfg.Destination
 		u.mu.Unlock()
 	}
 	return out
@@ -324,7 +366,9 @@ func (r *Runner) execute(u *unit) (*Result, error) {
 	u.tmplMu.Lock()
 	t := u.tmpl
 	u.tmplMu.Unlock()
+	start := time.Now()
 	res, err := t.Execute(r.src, u.notify)
+	took := time.Since(start)
 	if res == nil {
 		return nil, err
 	}
@@ -347,11 +391,19 @@ func (r *Runner) execute(u *unit) (*Result, error) {
 	if len(changed) > 0 {
 		u.log.Debug().Strs("changed", changed).Msg("data changed")
 	}
-	if err == nil && res.Complete() {
-		u.mu.Lock()
+	u.mu.Lock()
+	switch {
+	case err == nil && res.Complete():
 		u.stats.Renders++
-		u.mu.Unlock()
+		u.stats.RenderTime += took
+		u.stats.MissingSince, u.stats.Missing = time.Time{}, nil
+	case err == nil:
+		if u.stats.MissingSince.IsZero() {
+			u.stats.MissingSince = start
+		}
+		u.stats.Missing = missingStrings(res.Missing)
 	}
+	u.mu.Unlock()
 	return res, err
 }
 
@@ -417,13 +469,22 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 		if len(u.changed) > 0 {
 			u.log.Info().Strs("changed", u.changed).Msg("data changed but the rendered output did not; no write, no reload")
 		}
+		u.mu.Lock()
+		u.stats.Unchanged++
+		u.mu.Unlock()
 		return nil
 	}
 	staged, err := Stage(u.cfg.Destination, out, u.cfg.Perms)
 	if err != nil {
 		return err
 	}
-	if cmd, output, err := r.check(ctx, u, staged.Path()); err != nil {
+	cmd, output, err := r.check(ctx, u, staged.Path())
+	if !u.cfg.Check.IsZero() {
+		u.mu.Lock()
+		u.stats.LastCheck = newOutcome(err, output)
+		u.mu.Unlock()
+	}
+	if err != nil {
 		staged.Abort() // before the log line: whoever reads it finds no candidate left
 		u.mu.Lock()
 		u.stats.CheckFailures++
@@ -438,21 +499,30 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 	u.last, u.have = out, true
 	u.mu.Lock()
 	u.stats.Writes++
+	u.stats.LastWrite = time.Now()
 	u.mu.Unlock()
 	u.log.Info().Int("bytes", len(out)).Strs("changed", u.changed).Msg("file updated")
 
 	err = r.reload(ctx, u)
+	if !u.cfg.Command.IsZero() || u.cfg.Reload != nil {
+		u.mu.Lock()
+		u.stats.LastReload = newOutcome(err, nil)
+		if err != nil {
+			u.stats.ReloadFailures++
+		}
+		u.mu.Unlock()
+	}
 	if err == nil || !hadPrev {
 		return err
 	}
-	u.mu.Lock()
-	u.stats.ReloadFailures++
-	u.mu.Unlock()
 	u.log.Error().Err(err).Msg("reload failed; restoring the previous file")
 	if werr := WriteFile(u.cfg.Destination, prev, u.cfg.Perms); werr != nil {
 		return fmt.Errorf("%w; restoring previous file: %v", err, werr)
 	}
 	u.last = prev
+	u.mu.Lock()
+	u.stats.Rollbacks++
+	u.mu.Unlock()
 	if rerr := r.reload(ctx, u); rerr != nil {
 		return fmt.Errorf("%w; reload after restoring previous file: %v", err, rerr)
 	}

@@ -1,0 +1,130 @@
+package telemetry
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/rs/zerolog"
+
+	"github.com/autopilot/autopilot/internal/consul"
+	"github.com/autopilot/autopilot/internal/proc"
+	"github.com/autopilot/autopilot/internal/testenv"
+	"github.com/autopilot/autopilot/render"
+)
+
+// TestTemplateMetricsFollowConsul renders from a real agent and scrapes a
+// real telemetry server while instances come and go: the template counters
+// move as files are written, refused by the check, left unchanged, and as
+// data goes missing and comes back.
+func TestTemplateMetricsFollowConsul(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	c := agent.Client(t)
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	upstreams := filepath.Join(dir, "upstreams.conf")
+	keyed := filepath.Join(dir, "keyed.conf")
+	// The check refuses any file that names 10.9.9.9: a "bad" instance.
+	check := proc.Command{Argv: []string{"sh", "-c", "! grep -q 10.9.9.9 {{.Path}}"}}
+	cfgs := []render.Config{
+		{Source: write("up.ctmpl", "{{ range service \"web\" }}{{ .Address }}:{{ .Port }}\n{{ end }}"), Destination: upstreams, Check: check},
+		{Source: write("keyed.ctmpl", `mode={{ key "app/mode" }}`), Destination: keyed},
+	}
+	register := func(id, addr string, port int) {
+		t.Helper()
+		if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: id, Name: "web", Address: addr, Port: port}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Registered before the runner starts, so the first write has it.
+	register("web-1", "127.0.0.1", 8001)
+	client, err := consul.NewClient(agent.HTTPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := consul.NewWatcher(ctx, client, consul.WatchOptions{}, zerolog.Nop())
+	r, err := render.NewRunner(w, cfgs, render.RunnerOptions{Commands: &proc.Runner{}, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; w.Close() })
+
+	url := serve(t, SourceFunc(func() Snapshot {
+		return Snapshot{Version: "test", Templates: Templates(r.Stats())}
+	}), nil) + "/metrics"
+	metric := func(name, dest string) float64 {
+		v, _ := scrape(t, url).value(name, "destination="+dest)
+		return v
+	}
+	await := func(what, name, dest string, ok func(float64) bool) {
+		t.Helper()
+		testenv.Eventually(t, 15*time.Second, func() (bool, string) {
+			v := metric(name, dest)
+			return ok(v), what + ": " + name + " = " + ftoa(v)
+		})
+	}
+	eq := func(n float64) func(float64) bool { return func(v float64) bool { return v == n } }
+
+	await("first write", "autopilot_template_writes_total", upstreams, eq(1))
+	if v := metric("autopilot_template_last_write_timestamp_seconds", upstreams); v < float64(time.Now().Add(-time.Minute).Unix()) {
+		t.Errorf("last write timestamp %v", v)
+	}
+
+	// The keyed template waits for app/mode: its data is missing.
+	await("key missing", "autopilot_template_missing_data_seconds", keyed, func(v float64) bool { return v > 0 })
+	if _, err := c.KV().Put(&api.KVPair{Key: "app/mode", Value: []byte("fast")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	await("key present", "autopilot_template_writes_total", keyed, eq(1))
+	if v := metric("autopilot_template_missing_data_seconds", keyed); v != 0 {
+		t.Errorf("missing_data_seconds after the key arrived = %v", v)
+	}
+
+	register("web-bad", "10.9.9.9", 8002)
+	await("check refuses", "autopilot_template_check_failures_total", upstreams, eq(1))
+	if v := metric("autopilot_template_writes_total", upstreams); v != 1 {
+		t.Errorf("writes after a refused check = %v, want 1", v)
+	}
+	if got := readFile(t, upstreams); got != "127.0.0.1:8001\n" {
+		t.Errorf("destination changed after a refused check: %q", got)
+	}
+
+	// Back to the written set: the render equals the file, nothing written.
+	if err := c.Agent().ServiceDeregister("web-bad"); err != nil {
+		t.Fatal(err)
+	}
+	await("unchanged render", "autopilot_template_unchanged_renders_total", upstreams, func(v float64) bool { return v >= 1 })
+
+	register("web-2", "127.0.0.2", 8003)
+	await("second write", "autopilot_template_writes_total", upstreams, eq(2))
+	f := scrape(t, url)
+	renders, _ := f.value("autopilot_template_renders_total", "destination="+upstreams)
+	timed, _ := f.value("autopilot_template_render_duration_seconds", "destination="+upstreams)
+	if renders < 4 || timed != renders {
+		t.Errorf("renders %v, render duration samples %v: want >= 4 and equal", renders, timed)
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "<" + err.Error() + ">"
+	}
+	return string(b)
+}
+
+func ftoa(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }

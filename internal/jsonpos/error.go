@@ -12,7 +12,7 @@ import (
 // Error is a problem in a JSON document, at a place in it.
 type Error struct {
 	File      string
-	Line, Col int    // 1-based, Col counted in characters; 0 when unknown
+	Line, Col int    // 1-based, Col counted in characters; 0 when unknown (Col 0 is not printed)
 	Path      string // field path, e.g. services[0].port or kv["a/b"]; "" for syntax errors
 	Msg       string
 }
@@ -22,7 +22,10 @@ func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
 	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Col)
+		fmt.Fprintf(&b, ":%d", e.Line)
+		if e.Col > 0 {
+			fmt.Fprintf(&b, ":%d", e.Col)
+		}
 	}
 	if b.Len() > 0 {
 		b.WriteString(": ")
@@ -41,6 +44,9 @@ type Positions struct {
 	name    string
 	data    []byte
 	offsets map[string]int64
+	// src and mapOff place errors in the user's text (Options.Source).
+	src    []byte
+	mapOff func(int64) (int64, string)
 }
 
 // ErrorAt returns msg as an *Error at path's value or, for a value the
@@ -63,6 +69,14 @@ func (p *Positions) ErrorAt(path, msg string) *Error {
 }
 
 func (p *Positions) at(off int64, path, msg string) *Error {
+	if p.mapOff != nil && p.src != nil {
+		src, note := p.mapOff(off)
+		if note != "" {
+			msg += " (" + note + ")"
+		}
+		line, col := lineCol(p.src, src)
+		return &Error{File: p.name, Line: line, Col: col, Path: path, Msg: msg}
+	}
 	line, col := lineCol(p.data, off)
 	return &Error{File: p.name, Line: line, Col: col, Path: path, Msg: msg}
 }

@@ -19,6 +19,14 @@ type Options struct {
 	// Otherwise a key that matches no name exactly may match one
 	// case-insensitively, as in encoding/json.
 	CaseSensitive bool
+	// Source, when set, is the text the user wrote, of which data is a
+	// transformation (a rendered template, JSON5 normalised to JSON).
+	// Errors then count lines and columns in Source, at the offset
+	// MapOffset gives for an offset in data; its note, when not empty, is
+	// added to the message (e.g. that the place is in text a template
+	// action rendered).
+	Source    []byte
+	MapOffset func(off int64) (srcOff int64, note string)
 }
 
 // Decode fills v, a non-nil pointer, from data, a single JSON value from the
@@ -36,7 +44,7 @@ func Decode(data []byte, name string, v any, opts Options) (*Positions, error) {
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return nil, fmt.Errorf("jsonpos: Decode into %T, want a non-nil pointer", v)
 	}
-	pos := &Positions{name: name, data: data, offsets: map[string]int64{}}
+	pos := &Positions{name: name, data: data, offsets: map[string]int64{}, src: opts.Source, mapOff: opts.MapOffset}
 	if err := checkSyntax(data, pos); err != nil {
 		return nil, err
 	}

@@ -50,8 +50,12 @@ type Config struct {
 
 	// Consul is the agent address ("host:port" or a URL); empty means
 	// consul/api's default and the CONSUL_HTTP_* variables.
-	Consul  string
-	Logging Logging
+	Consul string
+	// ConsulClient holds the client options of ContainerPilot 3's object
+	// form of consul (token, TLS); zero means consul/api's defaults and
+	// the CONSUL_HTTP_* variables. (Added by the config front-end.)
+	ConsulClient ConsulClient
+	Logging      Logging
 	// StopTimeout is the default time between SIGTERM and SIGKILL for jobs
 	// that do not set their own.
 	StopTimeout time.Duration
@@ -65,6 +69,19 @@ type Config struct {
 	// Telemetry is nil when the config has no telemetry block.
 	Telemetry *Telemetry
 	Control   Control
+}
+
+// ConsulClient is the Consul client configuration beyond the address.
+// Empty fields leave consul/api's defaults (and its environment variables).
+type ConsulClient struct {
+	Token string
+	TLS   ConsulTLS
+}
+
+// ConsulTLS is ContainerPilot 3's consul.tls block.
+type ConsulTLS struct {
+	CAFile, CAPath, ClientCert, ClientKey, ServerName string
+	Verify                                            *bool // nil: default
 }
 
 // Logging configures the supervisor's own log.
@@ -108,6 +125,11 @@ type Job struct {
 	// Sensor, when set, is the fully qualified name of a Telemetry metric
 	// that this job's standard output feeds (ContainerPilot 2 sensors).
 	Sensor string
+
+	// RawOutput is ContainerPilot 3's logging.raw: the process's stdout and
+	// stderr go to autopilot's own unchanged instead of line by line into
+	// the log. (Added by the config front-end.)
+	RawOutput bool
 }
 
 // JobConsul holds the Consul registration options of a job.
@@ -124,6 +146,9 @@ type Health struct {
 	Interval time.Duration
 	TTL      time.Duration
 	Timeout  time.Duration
+	// RawOutput is ContainerPilot 3's health.logging.raw (see
+	// Job.RawOutput). (Added by the config front-end.)
+	RawOutput bool
 }
 
 // Restarts is a job's restart policy: how many times it is started again
@@ -147,6 +172,12 @@ const (
 	Changed     Event = "changed"
 	Stopping    Event = "stopping"
 	Stopped     Event = "stopped"
+	// Global events (no source) of ContainerPilot 3, added by the config
+	// front-end: shutdown begins, the control plane enters or leaves
+	// maintenance.
+	Shutdown         Event = "shutdown"
+	EnterMaintenance Event = "enterMaintenance"
+	ExitMaintenance  Event = "exitMaintenance"
 )
 
 // When is what starts a job. With Interval > 0 the job runs periodically;
@@ -157,6 +188,10 @@ type When struct {
 	Event    Event // Startup when the config says nothing
 	Each     bool  // each: every occurrence; once: the first only
 	Interval time.Duration
+	// Timeout is ContainerPilot 3's when.timeout: how long to wait for the
+	// event before giving up on the job (0: forever). (Added by the config
+	// front-end.)
+	Timeout time.Duration
 }
 
 // Watch follows the healthy instances of a Consul service and publishes

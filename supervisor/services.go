@@ -129,7 +129,7 @@ func (v *service) run(ctx context.Context) {
 		if status == "" {
 			continue
 		}
-		if err := v.report(status, output); err != nil {
+		if err := v.report(ctx, status, output); err != nil {
 			failures++
 			d := jitter(backoffMin<<min(failures-1, 6), backoffMax)
 			v.log.Warn().Err(err).Dur("retry", d).Msg("consul agent")
@@ -161,26 +161,26 @@ func (v *service) check(ctx context.Context) (status, output string) {
 
 // report sends status to the agent, registering the service first if it
 // is passing and not registered yet, or again if the agent lost it.
-func (v *service) report(status, output string) error {
+func (v *service) report(ctx context.Context, status, output string) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if !v.registered {
 		if status != api.HealthPassing {
 			return nil // registered only once healthy
 		}
-		return v.register(status, output)
+		return v.register(ctx, status, output)
 	}
-	err := v.agent.UpdateTTL(v.id, status, output)
+	err := v.agent.UpdateTTL(ctx, v.id, status, output)
 	if errors.Is(err, consul.ErrNotRegistered) {
 		v.log.Warn().Err(err).Msg("the agent lost the registration: registering again")
-		return v.register(status, output)
+		return v.register(ctx, status, output)
 	}
 	return err
 }
 
 // register must be called with mu held.
-func (v *service) register(status, output string) error {
-	err := v.agent.Register(consul.Service{
+func (v *service) register(ctx context.Context, status, output string) error {
+	err := v.agent.Register(ctx, consul.Service{
 		ID: v.id, Name: v.cfg.Name, Address: v.addr, Port: v.cfg.Port, Tags: v.cfg.Tags,
 		TTL: v.cfg.TTL.D(), DeregisterCriticalAfter: v.cfg.DeregisterCriticalServiceAfter.D(),
 		Status: status, Output: output,
@@ -191,7 +191,7 @@ func (v *service) register(status, output string) error {
 	v.registered = true
 	v.log.Info().Str("address", v.addr).Int("port", v.cfg.Port).Str("status", status).Msg("registered")
 	if v.maint {
-		if err := v.agent.EnableMaintenance(v.id, "autopilot: SIGUSR1"); err != nil {
+		if err := v.agent.EnableMaintenance(ctx, v.id, "autopilot: SIGUSR1"); err != nil {
 			return err
 		}
 	}
@@ -209,9 +209,9 @@ func (v *service) setMaintenance(on bool) {
 	}
 	var err error
 	if on {
-		err = v.agent.EnableMaintenance(v.id, "autopilot: SIGUSR1")
+		err = v.agent.EnableMaintenance(context.Background(), v.id, "autopilot: SIGUSR1")
 	} else {
-		err = v.agent.DisableMaintenance(v.id)
+		err = v.agent.DisableMaintenance(context.Background(), v.id)
 	}
 	if err != nil {
 		v.log.Error().Err(err).Bool("maintenance", on).Msg("maintenance")
@@ -225,19 +225,15 @@ func (v *service) setMaintenance(on bool) {
 func (v *service) deregister(timeout time.Duration) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	done := make(chan error, 1)
-	go func() { done <- v.agent.Deregister(v.id) }()
-	select {
-	case err := <-done:
-		if err != nil && !errors.Is(err, consul.ErrNotRegistered) {
-			v.log.Warn().Err(err).Msg("deregister")
-			return
-		}
-		v.registered = false
-		v.log.Info().Msg("deregistered")
-	case <-time.After(timeout):
-		v.log.Warn().Dur("timeout", timeout).Msg("deregister: agent did not answer")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := v.agent.Deregister(ctx, v.id)
+	if err != nil && !errors.Is(err, consul.ErrNotRegistered) {
+		v.log.Warn().Err(err).Dur("timeout", timeout).Msg("deregister")
+		return
 	}
+	v.registered = false
+	v.log.Info().Msg("deregistered")
 }
 
 func (s *Supervisor) deregisterAll(ctx context.Context) {

@@ -20,7 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/consul/api"
 	"github.com/rs/zerolog"
 
 	"github.com/autopilot/autopilot/internal/consul"
@@ -64,7 +63,7 @@ type Supervisor struct {
 	runner *proc.Runner
 	reaper *proc.Reaper
 
-	client  *api.Client
+	client  *consul.Client
 	agent   *consul.Agent
 	watcher *consul.Watcher
 

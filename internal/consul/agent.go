@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -40,16 +41,31 @@ type Service struct {
 func CheckID(serviceID string) string { return "service:" + serviceID }
 
 // Agent makes the local-agent calls of the supervisor: registration, TTL
-// heartbeats and maintenance. It is safe for concurrent use.
+// heartbeats and maintenance. Every call ends within the client's
+// CallTimeout (or earlier, when ctx ends): a hung agent yields an error
+// wrapping context.DeadlineExceeded, never a stuck caller. It holds no
+// lock; it is safe for concurrent use.
 type Agent struct {
-	client *api.Client
+	c *Client
 }
 
 // NewAgent returns an Agent that talks to client's agent.
-func NewAgent(client *api.Client) *Agent { return &Agent{client: client} }
+func NewAgent(client *Client) *Agent { return &Agent{c: client} }
+
+// call runs fn with ctx bounded by CallTimeout and counts it under endpoint.
+func (a *Agent) call(ctx context.Context, endpoint string, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, a.c.opts.CallTimeout)
+	defer cancel()
+	start := time.Now()
+	err := fn(ctx)
+	if a.c.stats.request(endpoint, err, false, time.Since(start)) == OutcomeTimeout {
+		err = fmt.Errorf("consul agent did not answer within %s: %w", a.c.opts.CallTimeout, err)
+	}
+	return err
+}
 
 // Register registers s and its TTL check in one call.
-func (a *Agent) Register(s Service) error {
+func (a *Agent) Register(ctx context.Context, s Service) error {
 	check := &api.AgentServiceCheck{
 		CheckID: CheckID(s.ID),
 		Name:    s.Name + " health",
@@ -68,13 +84,16 @@ func (a *Agent) Register(s Service) error {
 		Tags:    s.Tags,
 		Check:   check,
 	}
-	if err := a.client.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{}); err != nil {
+	err := a.call(ctx, EndpointAgentRegister, func(ctx context.Context) error {
+		return a.c.api.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{}.WithContext(ctx))
+	})
+	if err != nil {
 		return fmt.Errorf("register service %s: %w", s.ID, err)
 	}
 	// The check's initial output is set by a first TTL update; Status in the
 	// registration already made it passing or critical atomically.
 	if s.Output != "" {
-		_ = a.UpdateTTL(s.ID, s.Status, s.Output)
+		_ = a.UpdateTTL(ctx, s.ID, s.Status, s.Output)
 	}
 	return nil
 }
@@ -82,8 +101,10 @@ func (a *Agent) Register(s Service) error {
 // UpdateTTL reports the service's health: status is api.HealthPassing,
 // api.HealthWarning or api.HealthCritical. An error wrapping ErrNotRegistered
 // means the agent no longer knows the check.
-func (a *Agent) UpdateTTL(serviceID, status, output string) error {
-	err := a.client.Agent().UpdateTTL(CheckID(serviceID), truncate(output), status)
+func (a *Agent) UpdateTTL(ctx context.Context, serviceID, status, output string) error {
+	err := a.call(ctx, EndpointAgentTTL, func(ctx context.Context) error {
+		return a.c.api.Agent().UpdateTTLOpts(CheckID(serviceID), truncate(output), status, (&api.QueryOptions{}).WithContext(ctx))
+	})
 	if err != nil {
 		return fmt.Errorf("update TTL of %s: %w", serviceID, classify(err))
 	}
@@ -91,8 +112,11 @@ func (a *Agent) UpdateTTL(serviceID, status, output string) error {
 }
 
 // Deregister removes the service (and its check).
-func (a *Agent) Deregister(serviceID string) error {
-	if err := a.client.Agent().ServiceDeregister(serviceID); err != nil {
+func (a *Agent) Deregister(ctx context.Context, serviceID string) error {
+	err := a.call(ctx, EndpointAgentDeregister, func(ctx context.Context) error {
+		return a.c.api.Agent().ServiceDeregisterOpts(serviceID, (&api.QueryOptions{}).WithContext(ctx))
+	})
+	if err != nil {
 		return fmt.Errorf("deregister service %s: %w", serviceID, classify(err))
 	}
 	return nil
@@ -100,19 +124,41 @@ func (a *Agent) Deregister(serviceID string) error {
 
 // EnableMaintenance puts the service into maintenance mode: it leaves the
 // healthy set so that proxies drain it.
-func (a *Agent) EnableMaintenance(serviceID, reason string) error {
-	if err := a.client.Agent().EnableServiceMaintenance(serviceID, reason); err != nil {
+func (a *Agent) EnableMaintenance(ctx context.Context, serviceID, reason string) error {
+	err := a.call(ctx, EndpointAgentMaint, func(ctx context.Context) error {
+		return a.c.api.Agent().EnableServiceMaintenanceOpts(serviceID, reason, (&api.QueryOptions{}).WithContext(ctx))
+	})
+	if err != nil {
 		return fmt.Errorf("enable maintenance of %s: %w", serviceID, classify(err))
 	}
 	return nil
 }
 
 // DisableMaintenance takes the service out of maintenance mode.
-func (a *Agent) DisableMaintenance(serviceID string) error {
-	if err := a.client.Agent().DisableServiceMaintenance(serviceID); err != nil {
+func (a *Agent) DisableMaintenance(ctx context.Context, serviceID string) error {
+	err := a.call(ctx, EndpointAgentMaint, func(ctx context.Context) error {
+		return a.c.api.Agent().DisableServiceMaintenanceOpts(serviceID, (&api.QueryOptions{}).WithContext(ctx))
+	})
+	if err != nil {
 		return fmt.Errorf("disable maintenance of %s: %w", serviceID, classify(err))
 	}
 	return nil
+}
+
+// NodeName returns the name of the agent's node.
+func (a *Agent) NodeName(ctx context.Context) (string, error) {
+	var self struct{ Config struct{ NodeName string } }
+	err := a.call(ctx, EndpointAgentSelf, func(ctx context.Context) error {
+		_, err := a.c.api.Raw().Query("/v1/agent/self", &self, (&api.QueryOptions{}).WithContext(ctx))
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("agent self: %w", err)
+	}
+	if self.Config.NodeName == "" {
+		return "", errors.New("agent self: no node name in the answer")
+	}
+	return self.Config.NodeName, nil
 }
 
 // classify turns the agent's "unknown check/service" answers into

@@ -59,7 +59,7 @@ func (r *recorder) take() []string {
 	return out
 }
 
-func newRecorder(t *testing.T, agentAddr string) (*recorder, *api.Client) {
+func newRecorder(t *testing.T, agentAddr string) (*recorder, *Client) {
 	t.Helper()
 	target, _ := url.Parse("http://" + agentAddr)
 	proxy := httputil.NewSingleHostReverseProxy(target)
@@ -112,7 +112,7 @@ func TestAgentRegister(t *testing.T) {
 			s := tt.svc
 			rec.take()
 			start := time.Now()
-			if err := a.Register(s); err != nil {
+			if err := a.Register(t.Context(), s); err != nil {
 				t.Fatal(err)
 			}
 			calls := rec.take()
@@ -177,7 +177,7 @@ func TestAgentUpdateTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := NewAgent(client)
-	if err := a.Register(Service{ID: "ttl-1", Name: "ttl", Address: "127.0.0.1", Port: 1, TTL: time.Minute, Status: api.HealthCritical}); err != nil {
+	if err := a.Register(t.Context(), Service{ID: "ttl-1", Name: "ttl", Address: "127.0.0.1", Port: 1, TTL: time.Minute, Status: api.HealthCritical}); err != nil {
 		t.Fatal(err)
 	}
 	long := strings.Repeat("x", 10<<10) + "END"
@@ -192,7 +192,7 @@ func TestAgentUpdateTTL(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := a.UpdateTTL("ttl-1", tt.status, tt.output); err != nil {
+			if err := a.UpdateTTL(t.Context(), "ttl-1", tt.status, tt.output); err != nil {
 				t.Fatal(err)
 			}
 			ch := agentChecks(t, c.HTTPAddr)[CheckID("ttl-1")]
@@ -220,11 +220,11 @@ func TestAgentMaintenanceAndDeregister(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := NewAgent(client)
-	if err := a.Register(Service{ID: "m-1", Name: "m", Address: "127.0.0.1", Port: 1, TTL: time.Minute, Status: api.HealthPassing}); err != nil {
+	if err := a.Register(t.Context(), Service{ID: "m-1", Name: "m", Address: "127.0.0.1", Port: 1, TTL: time.Minute, Status: api.HealthPassing}); err != nil {
 		t.Fatal(err)
 	}
 	const maintID = "_service_maintenance:m-1"
-	if err := a.EnableMaintenance("m-1", "draining for a deploy"); err != nil {
+	if err := a.EnableMaintenance(t.Context(), "m-1", "draining for a deploy"); err != nil {
 		t.Fatal(err)
 	}
 	checks := agentChecks(t, c.HTTPAddr)
@@ -234,14 +234,14 @@ func TestAgentMaintenanceAndDeregister(t *testing.T) {
 	if checks[CheckID("m-1")].Status != api.HealthPassing {
 		t.Errorf("the TTL check changed with maintenance: %+v", checks[CheckID("m-1")])
 	}
-	if err := a.DisableMaintenance("m-1"); err != nil {
+	if err := a.DisableMaintenance(t.Context(), "m-1"); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := agentChecks(t, c.HTTPAddr)[maintID]; ok {
 		t.Error("maintenance check still there after DisableMaintenance")
 	}
 
-	if err := a.Deregister("m-1"); err != nil {
+	if err := a.Deregister(t.Context(), "m-1"); err != nil {
 		t.Fatal(err)
 	}
 	svcs, err := c.Client(t).Agent().Services()
@@ -267,10 +267,10 @@ func TestAgentErrNotRegistered(t *testing.T) {
 	}
 	a := NewAgent(client)
 	svc := Service{ID: "lost-1", Name: "lost", Address: "127.0.0.1", Port: 1, TTL: time.Minute, Status: api.HealthPassing}
-	if err := a.Register(svc); err != nil {
+	if err := a.Register(t.Context(), svc); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.UpdateTTL(svc.ID, api.HealthPassing, "ok"); err != nil {
+	if err := a.UpdateTTL(t.Context(), svc.ID, api.HealthPassing, "ok"); err != nil {
 		t.Fatal(err)
 	}
 	c.Restart()
@@ -278,11 +278,11 @@ func TestAgentErrNotRegistered(t *testing.T) {
 		name string
 		call func() error
 	}{
-		{"UpdateTTL passing", func() error { return a.UpdateTTL(svc.ID, api.HealthPassing, "ok") }},
-		{"UpdateTTL critical", func() error { return a.UpdateTTL(svc.ID, api.HealthCritical, "down") }},
-		{"EnableMaintenance", func() error { return a.EnableMaintenance(svc.ID, "r") }},
-		{"DisableMaintenance", func() error { return a.DisableMaintenance(svc.ID) }},
-		{"Deregister", func() error { return a.Deregister(svc.ID) }},
+		{"UpdateTTL passing", func() error { return a.UpdateTTL(t.Context(), svc.ID, api.HealthPassing, "ok") }},
+		{"UpdateTTL critical", func() error { return a.UpdateTTL(t.Context(), svc.ID, api.HealthCritical, "down") }},
+		{"EnableMaintenance", func() error { return a.EnableMaintenance(t.Context(), svc.ID, "r") }},
+		{"DisableMaintenance", func() error { return a.DisableMaintenance(t.Context(), svc.ID) }},
+		{"Deregister", func() error { return a.Deregister(t.Context(), svc.ID) }},
 	}
 	for _, tt := range calls {
 		t.Run(tt.name, func(t *testing.T) {
@@ -296,10 +296,10 @@ func TestAgentErrNotRegistered(t *testing.T) {
 		})
 	}
 	// What the supervisor does on ErrNotRegistered: register again.
-	if err := a.Register(svc); err != nil {
+	if err := a.Register(t.Context(), svc); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.UpdateTTL(svc.ID, api.HealthCritical, "after re-registration"); err != nil {
+	if err := a.UpdateTTL(t.Context(), svc.ID, api.HealthCritical, "after re-registration"); err != nil {
 		t.Fatalf("heartbeat after re-registering: %v", err)
 	}
 	if ch := agentChecks(t, c.HTTPAddr)[CheckID(svc.ID)]; ch.Status != api.HealthCritical || ch.Output != "after re-registration" {
@@ -326,7 +326,7 @@ func TestAgentErrorsHideToken(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		client *api.Client
+		client *Client
 		want   string // in every error
 	}{
 		{"token refused", refused, "ACL not found"},
@@ -335,11 +335,11 @@ func TestAgentErrorsHideToken(t *testing.T) {
 		a := NewAgent(tc.client)
 		svc := Service{ID: "acl-1", Name: "acl", Address: "127.0.0.1", Port: 1, TTL: time.Minute, Status: api.HealthPassing, Output: "ok"}
 		calls := map[string]func() error{
-			"Register":           func() error { return a.Register(svc) },
-			"UpdateTTL":          func() error { return a.UpdateTTL(svc.ID, api.HealthPassing, "ok") },
-			"EnableMaintenance":  func() error { return a.EnableMaintenance(svc.ID, "r") },
-			"DisableMaintenance": func() error { return a.DisableMaintenance(svc.ID) },
-			"Deregister":         func() error { return a.Deregister(svc.ID) },
+			"Register":           func() error { return a.Register(t.Context(), svc) },
+			"UpdateTTL":          func() error { return a.UpdateTTL(t.Context(), svc.ID, api.HealthPassing, "ok") },
+			"EnableMaintenance":  func() error { return a.EnableMaintenance(t.Context(), svc.ID, "r") },
+			"DisableMaintenance": func() error { return a.DisableMaintenance(t.Context(), svc.ID) },
+			"Deregister":         func() error { return a.Deregister(t.Context(), svc.ID) },
 		}
 		for _, name := range slices.Sorted(maps.Keys(calls)) {
 			t.Run(tc.name+"/"+name, func(t *testing.T) {

@@ -226,7 +226,7 @@ func TestLocalAgentsGetPlainJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := client.KV().Get("k", nil); err != nil {
+	if _, _, err := client.API().KV().Get("k", nil); err != nil {
 		t.Fatal(err)
 	}
 	if enc := <-got; enc != "" {

@@ -85,7 +85,11 @@ func TestSnapshotAnswersLikeConsul(t *testing.T) {
 		"services", "key config/a", "key config/", "key missing", "tree config", "tree config/",
 		"tree ", "node ", "node " + agent.NodeName, "node " + strings.ToUpper(agent.NodeName), "node nx", "nodes",
 	}
-	w := consul.NewWatcher(context.Background(), c, consul.WatchOptions{}, zerolog.Nop())
+	wc, err := consul.NewClient(agent.HTTPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := consul.NewWatcher(context.Background(), wc, consul.WatchOptions{}, zerolog.Nop())
 	defer w.Close()
 	parsed := make([]dep.Query, len(queries))
 	for i, s := range queries {

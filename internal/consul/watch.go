@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +31,11 @@ type WatchOptions struct {
 	BackoffMin, BackoffMax time.Duration
 	// Stale allows any server to answer (?stale), trading freshness for load.
 	Stale bool
+	// LogEvery is the least time between two log lines about one watch's
+	// failures while they persist (default 30s): a partition is logged when
+	// it starts, every LogEvery while it lasts, and when it ends; every
+	// failure is counted in Stats.
+	LogEvery time.Duration
 	// RecoveryGrace is how long an empty answer that follows an error or an
 	// index reset (Consul restarted, agent lost its state) is held back when
 	// the last good answer was not empty, so that instances have time to
@@ -50,6 +57,9 @@ func (o WatchOptions) withDefaults() WatchOptions {
 	if o.BackoffMax == 0 {
 		o.BackoffMax = 10 * time.Second
 	}
+	if o.LogEvery == 0 {
+		o.LogEvery = 30 * time.Second
+	}
 	if o.RecoveryGrace == 0 {
 		o.RecoveryGrace = 15 * time.Second
 	}
@@ -60,7 +70,8 @@ func (o WatchOptions) withDefaults() WatchOptions {
 // templates and backends subscribe to it, and serves the latest value of
 // each. It implements dep.Source. It is safe for concurrent use.
 type Watcher struct {
-	client *api.Client
+	client *Client
+	agent  *Agent
 	opts   WatchOptions
 	log    zerolog.Logger
 	ctx    context.Context
@@ -75,18 +86,22 @@ type Watcher struct {
 
 // watch is the state of one query's loop; its fields after q are guarded by Watcher.mu.
 type watch struct {
-	q      dep.Query
-	cancel context.CancelFunc
-	subs   map[chan<- struct{}]struct{}
-	value  any
-	ok     bool
-	err    error
+	q          dep.Query
+	cancel     context.CancelFunc
+	subs       map[chan<- struct{}]struct{}
+	value      any
+	ok         bool
+	err        error
+	index      uint64
+	lastChange time.Time
+	held       bool
 }
 
 // NewWatcher returns a Watcher whose loops live until ctx is done or Close is called.
-func NewWatcher(ctx context.Context, client *api.Client, opts WatchOptions, log zerolog.Logger) *Watcher {
+func NewWatcher(ctx context.Context, client *Client, opts WatchOptions, log zerolog.Logger) *Watcher {
 	ctx, cancel := context.WithCancel(ctx)
-	return &Watcher{client: client, opts: opts.withDefaults(), log: log, ctx: ctx, cancel: cancel, watches: map[dep.Query]*watch{}}
+	return &Watcher{client: client, agent: NewAgent(client), opts: opts.withDefaults(), log: log,
+		ctx: ctx, cancel: cancel, watches: map[dep.Query]*watch{}}
 }
 
 // Close stops every loop and waits for them to return.
@@ -172,6 +187,40 @@ func (w *Watcher) Stats() Stats {
 	return Stats{Watches: n, Requests: w.requests.Load()}
 }
 
+// WatchInfo describes one watch, for the metrics endpoint and tests.
+type WatchInfo struct {
+	Query       string
+	Subscribers int
+	// Instances is how many elements the last published value holds
+	// (instances, services, nodes, keys; 0 or 1 for a single key or node).
+	Instances int
+	// Index is the X-Consul-Index the loop will send next.
+	Index uint64
+	// LastChange is when a new value was last published (zero: never).
+	LastChange time.Time
+	// Held reports an empty answer being held back (RecoveryGrace).
+	Held bool
+	// Err is the last request's error, nil once a request succeeded again.
+	Err error
+}
+
+// Watches describes every running watch, sorted by query.
+func (w *Watcher) Watches() []WatchInfo {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]WatchInfo, 0, len(w.watches))
+	for q, wt := range w.watches {
+		n := 0
+		if wt.ok {
+			n = size(wt.value)
+		}
+		out = append(out, WatchInfo{Query: q.String(), Subscribers: len(wt.subs), Instances: n,
+			Index: wt.index, LastChange: wt.lastChange, Held: wt.held, Err: wt.err})
+	}
+	slices.SortFunc(out, func(a, b WatchInfo) int { return strings.Compare(a.Query, b.Query) })
+	return out
+}
+
 func signal(ch chan<- struct{}) {
 	select {
 	case ch <- struct{}{}:
@@ -187,7 +236,8 @@ func (w *Watcher) publish(wt *watch, v any) {
 	if w.watches[wt.q] != wt {
 		return
 	}
-	wt.value, wt.ok, wt.err = v, true, nil
+	wt.value, wt.ok, wt.err, wt.held = v, true, nil, false
+	wt.lastChange = time.Now()
 	for ch := range wt.subs {
 		signal(ch)
 	}
@@ -199,10 +249,18 @@ func (w *Watcher) setErr(wt *watch, err error) {
 	w.mu.Unlock()
 }
 
+func (w *Watcher) setState(wt *watch, index uint64, held bool) {
+	w.mu.Lock()
+	wt.index, wt.held = index, held
+	w.mu.Unlock()
+}
+
 // loop is one query's blocking-query loop. It follows Consul's client rules:
 // send the last X-Consul-Index back, reset it to 0 when it goes backwards,
 // never use an index below 1, rate-limit, and back off with jitter on errors.
 // An error never publishes anything: subscribers keep the last good value.
+// Failures are logged when they start, every LogEvery while they last, and
+// when they end; every one is counted in the client's Stats.
 func (w *Watcher) loop(ctx context.Context, wt *watch) {
 	log := w.log.With().Str("query", wt.q.String()).Logger()
 	var (
@@ -212,6 +270,8 @@ func (w *Watcher) loop(ctx context.Context, wt *watch) {
 		failures  int
 		suspect   bool      // an error or index reset happened since the last good answer
 		heldSince time.Time // when an empty answer after trouble was first held back
+		loggedAt  time.Time // when the current run of failures was last logged
+		firstFail time.Time // when the current run of failures began
 	)
 	for {
 		sent := time.Now()
@@ -236,20 +296,28 @@ func (w *Watcher) loop(ctx context.Context, wt *watch) {
 			index = 0
 			w.setErr(wt, err)
 			d := backoff(failures, w.opts.BackoffMin, w.opts.BackoffMax)
-			log.Warn().Err(err).Int("failures", failures).Dur("retry_in", d).Msg("consul query failed; keeping last good data")
+			if failures == 1 {
+				firstFail, loggedAt = time.Now(), time.Now()
+				log.Warn().Err(err).Dur("retry_in", d).Msg("consul query failed; keeping last good data")
+			} else if time.Since(loggedAt) >= w.opts.LogEvery {
+				loggedAt = time.Now()
+				log.Warn().Err(err).Int("failures", failures).Dur("failing_for", time.Since(firstFail).Round(time.Millisecond)).
+					Dur("retry_in", d).Msg("consul query still failing; keeping last good data")
+			}
 			if !sleep(ctx, d) {
 				return
 			}
 			continue
 		}
 		if failures > 0 {
-			log.Info().Int("failures", failures).Msg("consul query recovered")
+			log.Info().Int("failures", failures).Dur("failed_for", time.Since(firstFail).Round(time.Millisecond)).Msg("consul query recovered")
 			failures = 0
 			w.setErr(wt, nil)
 		}
 		switch {
 		case newIndex < index:
 			log.Info().Uint64("old_index", index).Uint64("new_index", newIndex).Msg("consul index went backwards; resetting")
+			w.client.stats.indexReset()
 			suspect = true
 			index = 0
 		case newIndex < 1:
@@ -259,6 +327,7 @@ func (w *Watcher) loop(ctx context.Context, wt *watch) {
 		}
 
 		changed := !have || !reflect.DeepEqual(last, v)
+		held := false
 		switch {
 		case !changed:
 			heldSince = time.Time{}
@@ -266,9 +335,11 @@ func (w *Watcher) loop(ctx context.Context, wt *watch) {
 		case have && suspect && w.opts.RecoveryGrace > 0 && dep.Empty(v) && !dep.Empty(last):
 			if heldSince.IsZero() {
 				heldSince = time.Now()
+				w.client.stats.heldEmpty()
 				log.Warn().Dur("grace", w.opts.RecoveryGrace).Msg("empty answer right after a Consul error; holding the last good data while instances re-register")
 			}
 			if time.Since(heldSince) < w.opts.RecoveryGrace {
+				held = true
 				break
 			}
 			log.Warn().Msg("still empty after the recovery grace; publishing it")
@@ -278,6 +349,7 @@ func (w *Watcher) loop(ctx context.Context, wt *watch) {
 			heldSince, suspect = time.Time{}, false
 			w.publish(wt, v)
 		}
+		w.setState(wt, index, held)
 
 		// Rate limit: space requests, but never hold back an answer.
 		if d := w.opts.MinInterval - time.Since(sent); d > 0 {
@@ -289,7 +361,33 @@ func (w *Watcher) loop(ctx context.Context, wt *watch) {
 }
 
 // fetch runs one blocking query and converts the answer to template values.
+// Its deadline is the wait plus Consul's jitter (wait/16) plus the client's
+// CallTimeout for the answer to travel: an agent that hangs (SIGSTOP, a stuck
+// server) fails the request instead of holding the loop forever.
 func (w *Watcher) fetch(ctx context.Context, q dep.Query, index uint64, wait time.Duration) (any, uint64, error) {
+	endpoint := endpointOf(q.Kind)
+	if q.Kind == dep.KindCatalogNode && q.Name == "" {
+		name, err := w.agent.NodeName(ctx)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s: local node name: %w", q, err)
+		}
+		q.Name = name
+	}
+	deadline := wait + wait/16 + w.client.opts.CallTimeout
+	ctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	start := time.Now()
+	v, index, err := w.fetchOnce(ctx, q, index, wait)
+	if w.client.stats.request(endpoint, err, true, time.Since(start)) == OutcomeTimeout {
+		err = fmt.Errorf("no answer within %s: %w", deadline, err)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", q, err)
+	}
+	return v, index, nil
+}
+
+func (w *Watcher) fetchOnce(ctx context.Context, q dep.Query, index uint64, wait time.Duration) (any, uint64, error) {
 	opts := (&api.QueryOptions{
 		Datacenter: q.DC,
 		AllowStale: w.opts.Stale,
@@ -302,47 +400,72 @@ func (w *Watcher) fetch(ctx context.Context, q dep.Query, index uint64, wait tim
 		meta *api.QueryMeta
 		err  error
 	)
+	c := w.client.api
 	switch q.Kind {
 	case dep.KindHealthService:
 		var entries []*api.ServiceEntry
-		entries, meta, err = w.client.Health().Service(q.Name, q.Tag, q.PassingOnly(), opts)
+		entries, meta, err = c.Health().Service(q.Name, q.Tag, q.PassingOnly(), opts)
 		v = dep.FromServiceEntries(q, entries)
 	case dep.KindCatalogServices:
 		var m map[string][]string
-		m, meta, err = w.client.Catalog().Services(opts)
+		m, meta, err = c.Catalog().Services(opts)
 		v = dep.FromCatalogServices(m)
 	case dep.KindKVGet:
 		var p *api.KVPair
-		p, meta, err = w.client.KV().Get(q.Name, opts)
+		p, meta, err = c.KV().Get(q.Name, opts)
 		v = dep.FromKVPair(q.Name, p)
 	case dep.KindKVList:
 		var ps api.KVPairs
-		ps, meta, err = w.client.KV().List(q.Name, opts)
+		ps, meta, err = c.KV().List(q.Name, opts)
 		v = dep.FromKVPairs(q.Name, ps)
 	case dep.KindCatalogNode:
-		name := q.Name
-		if name == "" {
-			if name, err = w.client.Agent().NodeName(); err != nil {
-				return nil, 0, fmt.Errorf("%s: local node name: %w", q, err)
-			}
-		}
 		var n *api.CatalogNode
-		n, meta, err = w.client.Catalog().Node(name, opts)
+		n, meta, err = c.Catalog().Node(q.Name, opts)
 		v = dep.FromCatalogNode(n)
 	case dep.KindCatalogNodes:
 		var ns []*api.Node
-		ns, meta, err = w.client.Catalog().Nodes(opts)
+		ns, meta, err = c.Catalog().Nodes(opts)
 		v = dep.FromNodes(ns)
 	default:
-		return nil, 0, fmt.Errorf("%s: unsupported query kind", q)
+		return nil, 0, errors.New("unsupported query kind")
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", q, err)
+		return nil, 0, err
 	}
 	if meta == nil {
-		return nil, 0, fmt.Errorf("%s: %w", q, errors.New("no query metadata in answer"))
+		return nil, 0, errors.New("no query metadata in answer")
 	}
 	return v, meta.LastIndex, nil
+}
+
+// endpointOf names a query kind's endpoint in Stats.
+func endpointOf(k dep.Kind) string {
+	switch k {
+	case dep.KindHealthService:
+		return EndpointHealthService
+	case dep.KindCatalogServices:
+		return EndpointCatalogServices
+	case dep.KindKVGet:
+		return EndpointKVGet
+	case dep.KindKVList:
+		return EndpointKVList
+	case dep.KindCatalogNode:
+		return EndpointCatalogNode
+	case dep.KindCatalogNodes:
+		return EndpointCatalogNodes
+	}
+	return k.String()
+}
+
+// size is how many elements a value holds, for WatchInfo.Instances.
+func size(v any) int {
+	if dep.Empty(v) {
+		return 0
+	}
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice || rv.Kind() == reflect.Map {
+		return rv.Len()
+	}
+	return 1
 }
 
 // backoff is exponential from min to max with full jitter on the upper half,

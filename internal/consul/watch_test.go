@@ -169,6 +169,9 @@ func TestWatcherKeepsDataThroughOutage(t *testing.T) {
 	if time.Since(start) > 3*time.Second {
 		t.Logf("re-registration took %v (longer than the grace)", time.Since(start))
 	}
+	if st := w.client.Stats(); st.EmptyHeld < 1 || st.Total(EndpointHealthService, OutcomeError) < 1 {
+		t.Errorf("stats after the outage: %d empty answers held, %d errors; want both counted", st.EmptyHeld, st.Total(EndpointHealthService, OutcomeError))
+	}
 }
 
 func TestWatcherPublishesEmptyAfterGrace(t *testing.T) {

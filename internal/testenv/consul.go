@@ -332,7 +332,23 @@ func (c *Consul) Stop() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.p != nil {
+		_ = c.p.signal(syscall.SIGCONT) // a stopped agent cannot act on SIGTERM
 		c.p.stop(syscall.SIGTERM, 5*time.Second)
+	}
+}
+
+// Signal sends sig to the agent process: SIGSTOP and SIGCONT simulate an agent that hangs
+// (its sockets still accept and acknowledge, nothing answers) and recovers. Stop resumes a
+// stopped agent first.
+func (c *Consul) Signal(sig syscall.Signal) {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.p == nil {
+		c.t.Fatalf("consul %s: signal %v: not started", c.NodeName, sig)
+	}
+	if err := c.p.signal(sig); err != nil {
+		c.t.Fatalf("consul %s: signal %v: %v", c.NodeName, sig, err)
 	}
 }
 

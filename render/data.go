@@ -18,13 +18,16 @@ var consulNames = []string{"service", "services", "key", "keyOrDefault", "keyExi
 func (t *Template) consulFuncs() template.FuncMap {
 	return template.FuncMap{
 		"service": func(args ...string) ([]*dep.HealthService, error) {
+			if len(args) == 0 || args[0] == "" {
+				return []*dep.HealthService{}, nil // consul-template: no name, no query
+			}
 			q, err := dep.ParseService(strings.Join(args, "|"))
 			if err != nil {
 				return nil, err
 			}
 			v, ok := t.recall(q)
 			if !ok {
-				return nil, nil
+				return []*dep.HealthService{}, nil
 			}
 			s := v.([]*dep.HealthService)
 			if n := t.opts.MinInstances; n > 0 && len(s) < n {
@@ -39,32 +42,42 @@ func (t *Template) consulFuncs() template.FuncMap {
 			}
 			v, ok := t.recall(q)
 			if !ok {
-				return nil, nil
+				return []*dep.CatalogSnippet{}, nil
 			}
 			return v.([]*dep.CatalogSnippet), nil
 		},
 		"key": func(s string) (string, error) {
-			kp, err := t.key(s)
-			if err != nil || kp == nil {
+			if s == "" {
+				return "", nil
+			}
+			kp, ok, err := t.key(s)
+			if err != nil || !ok {
 				return "", err
 			}
-			if !kp.Exists {
+			if kp == nil {
 				// consul-template blocks rendering until the key exists.
 				q, _ := dep.ParseKey(s)
 				t.pass.miss(q, "key does not exist")
+				return "", nil
 			}
 			return kp.Value, nil
 		},
 		"keyExists": func(s string) (bool, error) {
-			kp, err := t.key(s)
-			return kp != nil && kp.Exists, err
+			if s == "" {
+				return false, nil
+			}
+			kp, _, err := t.key(s)
+			return kp != nil, err
 		},
 		"keyOrDefault": func(s, def string) (string, error) {
-			kp, err := t.key(s)
+			if s == "" {
+				return def, nil
+			}
+			kp, _, err := t.key(s)
 			if err != nil {
 				return "", err
 			}
-			if kp == nil || !kp.Exists || kp.Value == "" {
+			if kp == nil || kp.Value == "" {
 				return def, nil // consul-template: an empty value also takes the default
 			}
 			return kp.Value, nil
@@ -91,23 +104,26 @@ func (t *Template) consulFuncs() template.FuncMap {
 			}
 			v, ok := t.recall(q)
 			if !ok {
-				return nil, nil
+				return []*dep.Node{}, nil
 			}
 			return v.([]*dep.Node), nil
 		},
 	}
 }
 
-func (t *Template) key(s string) (*dep.KeyPair, error) {
+// key looks a KV get up: ok is false while there is no answer yet, and a
+// nil pair with ok true means the key does not exist.
+func (t *Template) key(s string) (kp *dep.KeyPair, ok bool, err error) {
 	q, err := dep.ParseKey(s)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	v, ok := t.recall(q)
 	if !ok {
-		return nil, nil
+		return nil, false, nil
 	}
-	return v.(*dep.KeyPair), nil
+	kp, _ = v.(*dep.KeyPair)
+	return kp, true, nil
 }
 
 // list builds ls (top-level keys only) and tree (every key but folders);
@@ -115,13 +131,16 @@ func (t *Template) key(s string) (*dep.KeyPair, error) {
 // a wiped prefix never renders an empty file.
 func (t *Template) list(recursive, safe bool) func(string) ([]*dep.KeyPair, error) {
 	return func(s string) ([]*dep.KeyPair, error) {
+		if s == "" {
+			return []*dep.KeyPair{}, nil // consul-template: no prefix, no query
+		}
 		q, err := dep.ParsePrefix(s)
 		if err != nil {
 			return nil, err
 		}
 		v, ok := t.recall(q)
 		if !ok {
-			return nil, nil
+			return []*dep.KeyPair{}, nil
 		}
 		all := v.([]*dep.KeyPair)
 		out := make([]*dep.KeyPair, 0, len(all))

@@ -20,7 +20,9 @@ import (
 	"time"
 
 	"dario.cat/mergo"
+	"github.com/BurntSushi/toml"
 	"github.com/Masterminds/sprig/v3"
+	socktmpl "github.com/hashicorp/go-sockaddr/template"
 	yaml "go.yaml.in/yaml/v2"
 	"golang.org/x/text/cases"
 	"golang.org/x/text/language"
@@ -55,33 +57,33 @@ var sprigClashes = []string{
 }
 
 // leftOut lists consul-template functions autopilot does not provide, and
-// why. Calling one is a parse error ("function not defined"); the README
-// generator and TestDocumentedFunctions read this map. Do not modify it.
+// why. Calling one is a parse error that gives this reason
+// ("secret: Vault is not supported by autopilot (see docs/functions.md)");
+// TestDocumentedFunctions keeps docs/functions.md in step with it.
 var leftOut = map[string]string{
 	// Vault.
-	"secret":  "Vault is out of scope: autopilot only reads Consul",
-	"secrets": "Vault is out of scope: autopilot only reads Consul",
-	"pkiCert": "Vault is out of scope: autopilot only reads Consul",
+	"secret":  "Vault is not supported by autopilot: it only reads Consul",
+	"secrets": "Vault is not supported by autopilot: it only reads Consul",
+	"pkiCert": "Vault is not supported by autopilot: it only reads Consul",
 	// Connect and other Consul endpoints without a dep.Query kind.
-	"connect":          "Consul Connect (service mesh) is out of scope; use service with the sidecar's name",
-	"caLeaf":           "Consul Connect CA certificates are out of scope",
-	"caRoots":          "Consul Connect CA certificates are out of scope",
-	"datacenters":      "no datacenters query: autopilot watches one datacenter (name others with @dc)",
-	"partitions":       "Consul Enterprise admin partitions are not supported",
-	"peerings":         "cluster peering is not supported",
-	"exportedServices": "cluster peering/partitions are not supported (undocumented upstream)",
+	"connect":          "Consul Connect (service mesh) is not supported by autopilot: use service with the sidecar's name",
+	"caLeaf":           "Consul Connect CA certificates are not supported by autopilot",
+	"caRoots":          "Consul Connect CA certificates are not supported by autopilot",
+	"datacenters":      "datacenters is not supported by autopilot: name other datacenters with @dc",
+	"partitions":       "Consul Enterprise admin partitions are not supported by autopilot",
+	"peerings":         "cluster peering is not supported by autopilot",
+	"exportedServices": "cluster peering and partitions are not supported by autopilot",
+	"importedServices": "cluster peering and partitions are not supported by autopilot",
 	// Nomad.
-	"nomadServices":    "Nomad is out of scope",
-	"nomadService":     "Nomad is out of scope",
-	"nomadVarList":     "Nomad is out of scope",
-	"nomadVarListSafe": "Nomad is out of scope",
-	"nomadVar":         "Nomad is out of scope",
-	"nomadVarExists":   "Nomad is out of scope",
+	"nomadServices":    "Nomad is not supported by autopilot: it only reads Consul",
+	"nomadService":     "Nomad is not supported by autopilot: it only reads Consul",
+	"nomadVarList":     "Nomad is not supported by autopilot: it only reads Consul",
+	"nomadVarListSafe": "Nomad is not supported by autopilot: it only reads Consul",
+	"nomadVar":         "Nomad is not supported by autopilot: it only reads Consul",
+	"nomadVarExists":   "Nomad is not supported by autopilot: it only reads Consul",
 	// Side effects and host-specific helpers.
 	"writeToFile": "a render must not write files other than its destination; use a second template",
 	"plugin":      "runs arbitrary programs during every render; render a file and run the program from the backend instead",
-	"sockaddr":    "needs github.com/hashicorp/go-sockaddr/template and depends on the host's interfaces; pass addresses in with env",
-	"toTOML":      "needs github.com/BurntSushi/toml, whose exact output format would have to be matched; use toJSON or toYAML",
 	// Debugging.
 	"spew_dump":    "debugging aid writing to stdout; use toJSONPretty or printf \"%#v\"",
 	"spew_sdump":   "debugging aid; use toJSONPretty or printf \"%#v\"",
@@ -181,6 +183,8 @@ func consulTemplateHelpers() template.FuncMap {
 		"toUnescapedJSON":       toUnescapedJSON,
 		"toUnescapedJSONPretty": toUnescapedJSONPretty,
 		"toYAML":                toYAML,
+		"toTOML":                toTOML,
+		"sockaddr":              sockaddr,
 		"base64Encode":          func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
 		"base64Decode":          base64Decode(base64.StdEncoding, "base64Decode"),
 		"base64URLEncode":       func(s string) string { return base64.URLEncoding.EncodeToString([]byte(s)) },
@@ -799,6 +803,27 @@ func toYAML(v any) (string, error) {
 		return "", fmt.Errorf("toYAML: %w", err)
 	}
 	return string(bytes.TrimSpace(b)), nil
+}
+
+// toTOML encodes a map as TOML with BurntSushi/toml, the library and
+// version consul-template v0.42.1 uses, so the bytes are the same.
+func toTOML(v any) (string, error) {
+	var b bytes.Buffer
+	if err := toml.NewEncoder(&b).Encode(v); err != nil {
+		return "", fmt.Errorf("toTOML: %w", err)
+	}
+	return string(bytes.TrimSpace(b.Bytes())), nil
+}
+
+// sockaddr evaluates a go-sockaddr template expression against the host's
+// interfaces, as consul-template does:
+// {{ sockaddr "GetPrivateInterfaces | include \"type\" \"IPv4\" | attr \"address\"" }}.
+func sockaddr(args ...string) (string, error) {
+	out, err := socktmpl.Parse("{{ " + strings.Join(args, " ") + " }}")
+	if err != nil {
+		return "", fmt.Errorf("sockaddr: %w", err)
+	}
+	return out, nil
 }
 
 func base64Decode(enc *base64.Encoding, name string) func(string) (string, error) {

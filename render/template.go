@@ -34,7 +34,8 @@ type Template struct {
 // Options change how a template executes.
 type Options struct {
 	// Strict makes a missing map key an error (missingkey=error) instead of
-	// consul-template's default "<no value>".
+	// consul-template's default, missingkey=zero: the map's zero value
+	// ("" for map[string]string; "<no value>" only for interface maps).
 	Strict bool
 	// MinInstances makes a `service` answer with fewer instances count as
 	// missing data, so the file keeps its last good content rather than
@@ -68,6 +69,8 @@ func Parse(name, text string, opts Options) (*Template, error) {
 	tm := template.New(name).Funcs(funcs)
 	if opts.Strict {
 		tm = tm.Option("missingkey=error")
+	} else {
+		tm = tm.Option("missingkey=zero") // consul-template's default
 	}
 	if _, err := tm.Parse(text); err != nil {
 		return nil, positionError(name, text, err)
@@ -184,12 +187,69 @@ func positionError(name, text string, err error) error {
 	if _, scanErr := fmt.Sscanf(line, "%d", &ln); scanErr != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	if m := undefinedFunc.FindStringSubmatch(detail); m != nil {
+		if why, ok := leftOut[m[1]]; ok {
+			// Say why, not just "not defined": the user's template came from
+			// consul-template, where the function exists.
+			detail = fmt.Sprintf("%s: %s (see docs/functions.md)", m[1], why)
+			col := 0
+			if ls := strings.Split(text, "\n"); ln >= 1 && ln <= len(ls) {
+				col = strings.Index(ls[ln-1], m[1]) + 1
+			}
+			return &PositionError{File: name, Line: ln, Col: col, Msg: detail, Err: err}
+		}
+	}
+	if strings.Contains(detail, "unexpected EOF") || strings.Contains(detail, "unexpected {{end}}") {
+		if oln, ocol, what, ok := unclosedBlock(text); ok {
+			return &PositionError{File: name, Line: oln, Col: ocol, Msg: fmt.Sprintf("{{ %s }} opened here is never closed with {{ end }} (the file ends at line %d)", what, ln), Err: err}
+		}
+	}
 	col := guessColumn(text, ln, detail)
 	if col > 0 {
 		return &PositionError{File: name, Line: ln, Col: col, Msg: detail, Err: err}
 	}
 	return &PositionError{File: name, Line: ln, Msg: detail, Err: err}
 }
+
+// action matches one {{ ... }} action, with its trim markers.
+var action = regexp.MustCompile(`(?s){{-?\s*(/\*.*?\*/|[^{}]*?)\s*-?}}`)
+
+// unclosedBlock finds the innermost block action (range, if, with, define,
+// block) that has no matching end, so "unexpected EOF" can point at where
+// the block opened rather than at the end of the file.
+func unclosedBlock(text string) (line, col int, what string, ok bool) {
+	type open struct {
+		off  int
+		what string
+	}
+	var stack []open
+	for _, m := range action.FindAllStringSubmatchIndex(text, -1) {
+		body := strings.TrimSpace(text[m[2]:m[3]])
+		word, _, _ := strings.Cut(body, " ")
+		switch word {
+		case "range", "if", "with", "define", "block":
+			stack = append(stack, open{off: m[0], what: body})
+		case "end":
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+		}
+	}
+	if len(stack) == 0 {
+		return 0, 0, "", false
+	}
+	o := stack[len(stack)-1]
+	before := text[:o.off]
+	line = strings.Count(before, "\n") + 1
+	col = o.off - strings.LastIndex(before, "\n")
+	what = o.what
+	if len(what) > 40 {
+		what = what[:40] + "..."
+	}
+	return line, col, what, true
+}
+
+var undefinedFunc = regexp.MustCompile(`^function "([^"]+)" not defined$`)
 
 var quoted = regexp.MustCompile(`"([^"]+)"|(\S+) not defined`)
 
@@ -246,7 +306,25 @@ func executeError(name string, err error) error {
 		var ln, col int
 		fmt.Sscanf(m[2], "%d", &ln)
 		fmt.Sscanf(m[3], "%d", &col)
-		return &PositionError{File: name, Line: ln, Col: col, Msg: m[4], Err: err}
+		return &PositionError{File: name, Line: ln, Col: col, Msg: tidyExecMsg(name, m[4]), Err: err}
 	}
 	return fmt.Errorf("%s: %w", name, err)
+}
+
+// callErr matches text/template's "error calling NAME: " prefix.
+var callErr = regexp.MustCompile(`error calling (\w+): `)
+
+// tidyExecMsg drops what the position already says: text/template's
+// `executing "FILE"` (the file is named once, in front), and a function's
+// own name repeated after "error calling NAME:".
+func tidyExecMsg(name, msg string) string {
+	msg = strings.Replace(msg, fmt.Sprintf("executing %q at ", name), "at ", 1)
+	if m := callErr.FindStringSubmatchIndex(msg); m != nil {
+		fn := msg[m[2]:m[3]]
+		rest := msg[m[1]:]
+		if strings.HasPrefix(rest, fn+": ") {
+			msg = msg[:m[1]] + rest[len(fn)+2:]
+		}
+	}
+	return msg
 }

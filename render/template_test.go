@@ -14,7 +14,8 @@ func TestParseErrorsNamePosition(t *testing.T) {
 	}{
 		{"unclosed action", "line one\nupstream {{ range service \"web\" }\n", "web.ctmpl:2:"},
 		{"unknown function", "a\nb {{ servce \"web\" }}\n", `web.ctmpl:2:6: function "servce" not defined`},
-		{"missing end", "{{ if true }}\n", "web.ctmpl:2: unexpected EOF"},
+		{"missing end", "{{ if true }}\n", "web.ctmpl:1:1: {{ if true }} opened here is never closed"},
+		{"missing end names the inner block", "{{ if true }}\n{{ range loop 3 }}\n{{ with 1 }}{{ end }}\n{{ end }}\n{{ range loop 2 }}x", "web.ctmpl:5:1: {{ range loop 2 }} opened here"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -57,7 +58,7 @@ func TestExecuteTracksMissingAndUsed(t *testing.T) {
 	if _, ok := src.subs[web][ch]; !ok {
 		t.Fatalf("not subscribed to %s", web)
 	}
-	src.set(dep.Query{Kind: dep.KindKVGet, Name: "cfg/x"}, &dep.KeyPair{Key: "cfg/x", Value: "X", Exists: true})
+	src.set(dep.Query{Kind: dep.KindKVGet, Name: "cfg/x"}, &dep.KeyPair{Key: "cfg/x", Value: "X"})
 	src.set(dep.Query{Kind: dep.KindKVGet, Name: "cfg/y"}, &dep.KeyPair{Key: "cfg/y"})
 	res, err = tm.Execute(src, ch)
 	if err != nil {
@@ -70,7 +71,7 @@ func TestExecuteTracksMissingAndUsed(t *testing.T) {
 
 func TestKeyBlocksUntilExists(t *testing.T) {
 	src := newMapSource()
-	src.set(dep.Query{Kind: dep.KindKVGet, Name: "k"}, &dep.KeyPair{Key: "k"})
+	src.set(dep.Query{Kind: dep.KindKVGet, Name: "k"}, (*dep.KeyPair)(nil))
 	tm, _ := Parse("t", `{{ key "k" }}`, Options{})
 	res, _ := tm.Execute(src, nil)
 	if res.Complete() || res.Missing[0].Reason != "key does not exist" {
@@ -81,7 +82,7 @@ func TestKeyBlocksUntilExists(t *testing.T) {
 func TestSafeListsWaitForKeys(t *testing.T) {
 	src := newMapSource()
 	q := dep.Query{Kind: dep.KindKVList, Name: "cfg/"}
-	src.set(q, []*dep.KeyPair{{Path: "cfg/", Key: "", Exists: true}})
+	src.set(q, []*dep.KeyPair{{Path: "cfg/", Key: ""}})
 	for _, fn := range []string{"safeLs", "safeTree"} {
 		tm, _ := Parse("t", `{{ range `+fn+` "cfg/" }}{{ .Key }}{{ end }}`, Options{})
 		res, _ := tm.Execute(src, nil)
@@ -89,7 +90,7 @@ func TestSafeListsWaitForKeys(t *testing.T) {
 			t.Errorf("%s on an empty prefix completed; want it to wait", fn)
 		}
 	}
-	src.set(q, []*dep.KeyPair{{Path: "cfg/", Key: "", Exists: true}, {Path: "cfg/a", Key: "a", Exists: true}, {Path: "cfg/d/b", Key: "d/b", Exists: true}, {Path: "cfg/d/", Key: "d/", Exists: true}})
+	src.set(q, []*dep.KeyPair{{Path: "cfg/", Key: ""}, {Path: "cfg/a", Key: "a"}, {Path: "cfg/d/b", Key: "d/b"}, {Path: "cfg/d/", Key: "d/"}})
 	for fn, want := range map[string]string{"ls": "a", "tree": "ad/b", "safeLs": "a", "safeTree": "ad/b"} {
 		tm, _ := Parse("t", `{{ range `+fn+` "cfg/" }}{{ .Key }}{{ end }}`, Options{})
 		res, _ := tm.Execute(src, nil)

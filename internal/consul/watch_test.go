@@ -109,8 +109,8 @@ func TestWatcherSharesOneQueryPerDependency(t *testing.T) {
 	}
 	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		v, _ := w.Get(kq)
-		kp := v.(*dep.KeyPair)
-		return kp.Exists && kp.Value == "1", fmt.Sprintf("%+v", kp)
+		kp, _ := v.(*dep.KeyPair)
+		return kp != nil && kp.Value == "1", fmt.Sprintf("%+v", kp)
 	})
 	// Every subscriber was told about the service's first answer.
 	for i, ch := range chans {

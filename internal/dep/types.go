@@ -7,24 +7,22 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// HealthService is one instance of a service as a template sees it. Field
-// names and meanings are consul-template's, so existing templates render
-// the same output.
+// HealthService is one instance of a service as a template sees it. The
+// fields, their order and their types are consul-template v0.42.1's
+// (dependency.HealthService), so toJSON, toYAML and printf "%v" of an
+// instance produce consul-template's bytes. Do not add fields: a
+// convenience belongs in a method, which changes no encoding.
 type HealthService struct {
-	Node                string
-	NodeID              string
-	NodeAddress         string
-	NodeDatacenter      string
-	NodeTaggedAddresses map[string]string
-	NodeMeta            map[string]string
-	ServiceMeta         map[string]string
-	// ServiceTaggedAddresses are the service's extra addresses (lan, wan...).
-	ServiceTaggedAddresses map[string]api.ServiceAddress
+	Node                   string
+	NodeID                 string
+	NodeAddress            string
+	NodeTaggedAddresses    map[string]string
+	NodeMeta               map[string]string
+	ServiceMeta            map[string]string
 	Address                string // the service address, else the node address
+	ServiceTaggedAddresses map[string]api.ServiceAddress
 	ID                     string
 	Name                   string
-	Kind                   string
-	Namespace              string
 	Tags                   ServiceTags // sorted
 	Checks                 api.HealthChecks
 	Status                 string // aggregated status of Checks
@@ -53,12 +51,13 @@ type CatalogSnippet struct {
 }
 
 // KeyPair is a KV entry as ls and tree return it: Path is the full key,
-// Key the part after the prefix.
+// Key the part after the prefix. Fields and order are consul-template's
+// (dependency.KeyPair), for identical encodings.
 type KeyPair struct {
-	Path        string
-	Key         string
-	Value       string
-	Exists      bool
+	Path  string
+	Key   string
+	Value string
+
 	CreateIndex uint64
 	ModifyIndex uint64
 	LockIndex   uint64
@@ -125,7 +124,6 @@ func FromServiceEntries(q Query, entries []*api.ServiceEntry) []*HealthService {
 			Node:                   e.Node.Node,
 			NodeID:                 e.Node.ID,
 			NodeAddress:            e.Node.Address,
-			NodeDatacenter:         e.Node.Datacenter,
 			NodeTaggedAddresses:    e.Node.TaggedAddresses,
 			NodeMeta:               e.Node.Meta,
 			ServiceMeta:            e.Service.Meta,
@@ -133,8 +131,6 @@ func FromServiceEntries(q Query, entries []*api.ServiceEntry) []*HealthService {
 			Address:                addr,
 			ID:                     e.Service.ID,
 			Name:                   e.Service.Service,
-			Kind:                   string(e.Service.Kind),
-			Namespace:              e.Service.Namespace,
 			Tags:                   SortTags(e.Service.Tags),
 			Checks:                 e.Checks,
 			Status:                 status,
@@ -159,34 +155,25 @@ func SortHealthServices(s []*HealthService) {
 	})
 }
 
-// FromCatalogServices converts /v1/catalog/services into snippets sorted by name.
+// FromCatalogServices converts /v1/catalog/services into snippets sorted
+// by name, each with its tags sorted (not deduplicated: Consul already
+// answers with unique tags, and consul-template keeps them as given).
 func FromCatalogServices(m map[string][]string) []*CatalogSnippet {
 	out := make([]*CatalogSnippet, 0, len(m))
 	for name, tags := range m {
-		out = append(out, &CatalogSnippet{Name: name, Tags: SortTags(dedupe(tags))})
+		out = append(out, &CatalogSnippet{Name: name, Tags: SortTags(tags)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
-func dedupe(tags []string) []string {
-	seen := make(map[string]bool, len(tags))
-	out := tags[:0:0]
-	for _, t := range tags {
-		if !seen[t] {
-			seen[t] = true
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-// FromKVPair converts a KV get answer; a missing key gives Exists=false.
+// FromKVPair converts a KV get answer. A missing key is a nil *KeyPair:
+// `key` waits for it, `keyExists` is false, `keyOrDefault` takes the default.
 func FromKVPair(key string, p *api.KVPair) *KeyPair {
 	if p == nil {
-		return &KeyPair{Path: key, Key: key}
+		return nil
 	}
-	return &KeyPair{Path: p.Key, Key: p.Key, Value: string(p.Value), Exists: true,
+	return &KeyPair{Path: p.Key, Key: p.Key, Value: string(p.Value),
 		CreateIndex: p.CreateIndex, ModifyIndex: p.ModifyIndex, LockIndex: p.LockIndex, Flags: p.Flags, Session: p.Session}
 }
 
@@ -215,12 +202,14 @@ func FromNode(n *api.Node) *Node {
 	return &Node{ID: n.ID, Node: n.Node, Address: n.Address, Datacenter: n.Datacenter, TaggedAddresses: n.TaggedAddresses, Meta: n.Meta}
 }
 
-// FromCatalogNode converts /v1/catalog/node/:name; services sorted by service name then ID.
+// FromCatalogNode converts /v1/catalog/node/:name; services sorted by
+// service name then ID. An unknown node is an empty CatalogNode (nil Node),
+// as in consul-template, where `{{ with node "absent" }}` is still true.
 func FromCatalogNode(n *api.CatalogNode) *CatalogNode {
-	if n == nil {
-		return nil
+	if n == nil || n.Node == nil {
+		return &CatalogNode{}
 	}
-	out := &CatalogNode{Node: FromNode(n.Node)}
+	out := &CatalogNode{Node: FromNode(n.Node), Services: make([]*CatalogNodeService, 0, len(n.Services))}
 	for _, s := range n.Services {
 		out.Services = append(out.Services, &CatalogNodeService{ID: s.ID, Service: s.Service, Tags: SortTags(s.Tags),
 			Meta: s.Meta, Port: s.Port, Address: s.Address, EnableTagOverride: s.EnableTagOverride})
@@ -235,13 +224,19 @@ func FromCatalogNode(n *api.CatalogNode) *CatalogNode {
 	return out
 }
 
-// FromNodes converts /v1/catalog/nodes sorted by node name.
+// FromNodes converts /v1/catalog/nodes sorted by node name, then address
+// (consul-template's order).
 func FromNodes(ns []*api.Node) []*Node {
 	out := make([]*Node, 0, len(ns))
 	for _, n := range ns {
 		out = append(out, FromNode(n))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Node != out[j].Node {
+			return out[i].Node < out[j].Node
+		}
+		return out[i].Address < out[j].Address
+	})
 	return out
 }
 
@@ -259,7 +254,7 @@ func Empty(v any) bool {
 	case []*KeyPair:
 		return len(x) == 0
 	case *KeyPair:
-		return x == nil || !x.Exists
+		return x == nil
 	case []*Node:
 		return len(x) == 0
 	case *CatalogNode:

@@ -187,13 +187,15 @@ func normalize(v any) {
 			}
 		}
 	case *dep.KeyPair:
-		x.CreateIndex, x.ModifyIndex = 0, 0
+		if x != nil { // nil: the key does not exist
+			x.CreateIndex, x.ModifyIndex = 0, 0
+		}
 	case []*dep.KeyPair:
 		for _, p := range x {
 			p.CreateIndex, p.ModifyIndex = 0, 0
 		}
 	case *dep.CatalogNode:
-		if x != nil {
+		if x != nil && x.Node != nil {
 			normalize([]*dep.Node{x.Node})
 			for _, s := range x.Services {
 				emptyNil(&s.Meta)

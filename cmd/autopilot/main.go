@@ -10,5 +10,5 @@ import (
 )
 
 func main() {
-	os.Exit(cli.Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(cli.RunAs(context.Background(), os.Args[0], os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -33,6 +33,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runRender(ctx, args[1:], stdout, stderr)
 		case "check":
 			return runCheck(ctx, args[1:], stdout, stderr)
+		case "status":
+			return runStatus(ctx, args[1:], stdout, stderr)
 		case "version":
 			fmt.Fprintf(stdout, "autopilot %s\n", Version)
 			return exitOK
@@ -49,6 +51,10 @@ const usage = `autopilot: run an app on autopilot, or render templates from Cons
 Usage:
   autopilot [-config FILE] [--] COMMAND [ARGS...]   supervise COMMAND (as PID 1)
   autopilot check -config FILE                      validate a config and its templates
+  autopilot status [-url URL] [-json]               show a running autopilot's jobs, services, watches, templates
+  autopilot -reload | -maintenance enable|disable | -putenv K=V | -putmetric NAME=VALUE | -ping
+                                                    steer a running autopilot through its control socket
+  autopilot -template [-out FILE]                   print the config after interpolation
   autopilot render [flags] -template SRC[:DEST[:CMD]] ...
                                                     render templates (consul-template replacement)
   autopilot version

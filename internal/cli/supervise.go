@@ -19,6 +19,7 @@ import (
 type superviseFlags struct {
 	config string
 	consul string
+	ctl    controlFlags // ContainerPilot's one-shot commands (-reload, -putmetric…)
 }
 
 func parseSuperviseFlags(name string, args []string, stderr io.Writer) (*superviseFlags, []string, error) {
@@ -27,6 +28,7 @@ func parseSuperviseFlags(name string, args []string, stderr io.Writer) (*supervi
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.config, "config", "", "config `FILE`, file://FILE or inline JSON (default $AUTOPILOT, else $CONTAINERPILOT)")
 	fs.StringVar(&f.consul, "consul", "", "Consul `ADDR`, overriding the config's consul")
+	f.ctl.register(fs)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
@@ -55,12 +57,26 @@ func loadConfig(spec string) (*supervisor.Config, error) {
 
 // runSupervisor runs the app in args under the supervisor.
 func runSupervisor(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	f, argv, err := parseSuperviseFlags("autopilot", args, stderr)
+	return runSupervisorAs(ctx, "autopilot", args, stdout, stderr)
+}
+
+// runSupervisorAs is runSupervisor for the binary invoked as name
+// (autopilot or containerpilot): a one-shot control command when one of
+// ContainerPilot's command flags is given, the supervisor otherwise.
+func runSupervisorAs(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
+	f, argv, err := parseSuperviseFlags(name, args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
 		return exitUsage
+	}
+	if f.ctl.command() {
+		if len(argv) > 0 {
+			fmt.Fprintf(stderr, "%s: unexpected arguments %q after a command flag\n", name, argv)
+			return exitUsage
+		}
+		return runControl(ctx, name, f.config, &f.ctl, stdout, stderr)
 	}
 	if len(argv) == 0 {
 		fmt.Fprintln(stderr, "autopilot: no command to run")
@@ -109,6 +125,10 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if len(rest) > 0 {
 		fmt.Fprintf(stderr, "autopilot check: unexpected arguments %q\n", rest)
+		return exitUsage
+	}
+	if f.ctl.command() {
+		fmt.Fprintln(stderr, "autopilot check: -reload, -maintenance, -putenv, -putmetric, -ping, -template and -version are not check flags")
 		return exitUsage
 	}
 	if f.config == "" {

@@ -95,6 +95,15 @@ type watch struct {
 	index      uint64
 	lastChange time.Time
 	held       bool
+	counts     watchCounts
+}
+
+// watchCounts are one watch's share of the client's request counters, so
+// that an operator can tell which query is erroring or resetting.
+type watchCounts struct {
+	requests, errors, indexResets, emptyHeld int64
+	answered                                 int64         // requests that answered
+	latency                                  time.Duration // their total time
 }
 
 // NewWatcher returns a Watcher whose loops live until ctx is done or Close is called.
@@ -202,6 +211,12 @@ type WatchInfo struct {
 	Held bool
 	// Err is the last request's error, nil once a request succeeded again.
 	Err error
+	// Requests and Errors count this watch's requests and failed ones;
+	// IndexResets and EmptyHeld its index resets and held-back empty
+	// answers. Answered requests took Latency in total (it includes the
+	// time Consul held the blocking query).
+	Requests, Errors, IndexResets, EmptyHeld, Answered int64
+	Latency                                            time.Duration
 }
 
 // Watches describes every running watch, sorted by query.
@@ -214,8 +229,11 @@ func (w *Watcher) Watches() []WatchInfo {
 		if wt.ok {
 			n = size(wt.value)
 		}
+		c := wt.counts
 		out = append(out, WatchInfo{Query: q.String(), Subscribers: len(wt.subs), Instances: n,
-			Index: wt.index, LastChange: wt.lastChange, Held: wt.held, Err: wt.err})
+			Index: wt.index, LastChange: wt.lastChange, Held: wt.held, Err: wt.err,
+			Requests: c.requests, Errors: c.errors, IndexResets: c.indexResets, EmptyHeld: c.emptyHeld,
+			Answered: c.answered, Latency: c.latency})
 	}
 	slices.SortFunc(out, func(a, b WatchInfo) int { return strings.Compare(a.Query, b.Query) })
 	return out
@@ -241,6 +259,26 @@ func (w *Watcher) publish(wt *watch, v any) {
 	for ch := range wt.subs {
 		signal(ch)
 	}
+}
+
+// count adds one request of wt to its counters.
+func (w *Watcher) count(wt *watch, err error, took time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	wt.counts.requests++
+	if err != nil {
+		wt.counts.errors++
+		return
+	}
+	wt.counts.answered++
+	wt.counts.latency += took
+}
+
+// bump adds one to a counter of a watch.
+func (w *Watcher) bump(n *int64) {
+	w.mu.Lock()
+	*n++
+	w.mu.Unlock()
 }
 
 func (w *Watcher) setErr(wt *watch, err error) {
@@ -287,6 +325,7 @@ func (w *Watcher) loop(ctx context.Context, wt *watch) {
 		if ctx.Err() != nil {
 			return
 		}
+		w.count(wt, err, time.Since(sent))
 		if err != nil {
 			failures++
 			suspect = true
@@ -318,6 +357,7 @@ func (w *Watcher) loop(ctx context.Context, wt *watch) {
 		case newIndex < index:
 			log.Info().Uint64("old_index", index).Uint64("new_index", newIndex).Msg("consul index went backwards; resetting")
 			w.client.stats.indexReset()
+			w.bump(&wt.counts.indexResets)
 			suspect = true
 			index = 0
 		case newIndex < 1:
@@ -336,6 +376,7 @@ func (w *Watcher) loop(ctx context.Context, wt *watch) {
 			if heldSince.IsZero() {
 				heldSince = time.Now()
 				w.client.stats.heldEmpty()
+				w.bump(&wt.counts.emptyHeld)
 				log.Warn().Dur("grace", w.opts.RecoveryGrace).Msg("empty answer right after a Consul error; holding the last good data while instances re-register")
 			}
 			if time.Since(heldSince) < w.opts.RecoveryGrace {

@@ -23,6 +23,8 @@ type metric struct {
 	samples func(s *Snapshot, emit func(v float64, labels ...string))
 	// summary, when set, emits a count/sum summary instead.
 	summary func(s *Snapshot, emit func(d Durations, labels ...string))
+	// histogram, when set, emits a histogram instead.
+	histogram func(s *Snapshot, emit func(h Histogram, labels ...string))
 }
 
 func unix(t time.Time) float64 {
@@ -94,6 +96,13 @@ func metrics(now func() time.Time) []*metric {
 					emit(float64(r.Count), r.Endpoint, r.Outcome)
 				}
 			}},
+
+		{name: "consul_index_resets_total", help: "Blocking queries whose index went backwards (agent restart, snapshot restore) and started over.", kind: counter,
+			samples: func(s *Snapshot, emit func(float64, ...string)) { emit(float64(s.Consul.IndexResets)) }},
+		{name: "consul_empty_held_total", help: "Empty answers held back during the recovery grace after an error or index reset.", kind: counter,
+			samples: func(s *Snapshot, emit func(float64, ...string)) { emit(float64(s.Consul.EmptyHeld)) }},
+		{name: "consul_blocking_query_duration_seconds", help: "Time blocking queries took to answer (includes the time Consul held them).",
+			histogram: func(s *Snapshot, emit func(Histogram, ...string)) { emit(s.Consul.BlockingLatency) }},
 
 		tmpl("renders_total", "Template executions with complete data.", func(t *TemplateStatus) float64 { return float64(t.Renders) }, counter),
 		tmpl("writes_total", "Rendered files swapped in at the destination.", func(t *TemplateStatus) float64 { return float64(t.Writes) }, counter),
@@ -220,6 +229,18 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, m := range c.metrics {
 		clear(seen)
+		if m.histogram != nil {
+			m.histogram(&s, func(h Histogram, labels ...string) {
+				if first(labels) {
+					b := make(map[float64]uint64, len(h.Buckets))
+					for _, x := range h.Buckets {
+						b[x.UpperBound] = x.Count
+					}
+					ch <- prometheus.MustNewConstHistogram(m.desc, h.Count, h.Seconds, b, labels...)
+				}
+			})
+			continue
+		}
 		if m.summary != nil {
 			m.summary(&s, func(d Durations, labels ...string) {
 				if first(labels) {

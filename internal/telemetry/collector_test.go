@@ -13,7 +13,8 @@ func fullSnapshot(now time.Time) Snapshot {
 		Consul: ConsulStatus{Address: "127.0.0.1:8500", Reachable: true, Requests: []RequestCount{
 			{Endpoint: "/v1/health/service/:service", Outcome: "ok", Count: 7},
 			{Endpoint: "/v1/agent/check/update/:check", Outcome: "error", Count: 2},
-		}},
+		}, IndexResets: 2, EmptyHeld: 1, BlockingLatency: Histogram{Count: 5, Seconds: 3,
+			Buckets: []Bucket{{UpperBound: 0.1, Count: 2}, {UpperBound: 1, Count: 4}}}},
 		Jobs: []JobStatus{
 			{Name: "app", State: "running", Running: true, PID: 42, Starts: 3, Restarts: 2,
 				Exits:  ExitCounts{Success: 1, Failure: 1, Signal: 0},
@@ -48,6 +49,9 @@ func TestCollectorValues(t *testing.T) {
 		{"autopilot_consul_up", nil, 1},
 		{"autopilot_consul_requests_total", []string{"endpoint=/v1/health/service/:service", "outcome=ok"}, 7},
 		{"autopilot_consul_requests_total", []string{"endpoint=/v1/agent/check/update/:check", "outcome=error"}, 2},
+		{"autopilot_consul_index_resets_total", nil, 2},
+		{"autopilot_consul_empty_held_total", nil, 1},
+		{"autopilot_consul_blocking_query_duration_seconds", nil, 5}, // sample count
 		{"autopilot_template_renders_total", []string{dest}, 6},
 		{"autopilot_template_writes_total", []string{dest}, 4},
 		{"autopilot_template_unchanged_renders_total", []string{dest}, 2},
@@ -90,6 +94,10 @@ func TestCollectorValues(t *testing.T) {
 	}
 	if got, _ := f.value("autopilot_template_missing_data_seconds", dest); got < 90 || got > 150 {
 		t.Errorf("missing_data_seconds = %v, want about 90", got)
+	}
+	h := f["autopilot_consul_blocking_query_duration_seconds"].GetMetric()[0].GetHistogram()
+	if b := h.GetBucket(); len(b) < 2 || b[0].GetUpperBound() != 0.1 || b[0].GetCumulativeCount() != 2 || b[1].GetCumulativeCount() != 4 || h.GetSampleSum() != 3 {
+		t.Errorf("blocking latency histogram: %v", h)
 	}
 	// A job without a health check has no check series.
 	if _, ok := f.value("autopilot_health_check_runs_total", "job=cron"); ok {

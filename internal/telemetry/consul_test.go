@@ -2,9 +2,12 @@ package telemetry
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,7 +66,7 @@ func TestTemplateMetricsFollowConsul(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done; w.Close() })
 
 	url := serve(t, SourceFunc(func() Snapshot {
-		return Snapshot{Version: "test", Templates: Templates(r.Stats())}
+		return Snapshot{Version: "test", Templates: Templates(r.Stats()), Consul: Consul(client.Stats()), Watches: Watches(w.Watches())}
 	}), nil) + "/metrics"
 	metric := func(name, dest string) float64 {
 		v, _ := scrape(t, url).value(name, "destination="+dest)
@@ -111,6 +114,41 @@ func TestTemplateMetricsFollowConsul(t *testing.T) {
 	register("web-2", "127.0.0.2", 8003)
 	await("second write", "autopilot_template_writes_total", upstreams, eq(2))
 	f := scrape(t, url)
+	// The watch behind the template: its instances and requests, and the
+	// client's requests by endpoint.
+	q := `query=service "web|passing"`
+	if v, ok := f.value("autopilot_watch_instances", q); !ok || v != 2 {
+		t.Errorf("watch instances = %v (present %v), want 2; scrape: %v", v, ok, f["autopilot_watch_instances"])
+	}
+	if v, _ := f.value("autopilot_watch_requests_total", q); v < 4 {
+		t.Errorf("watch requests = %v, want >= 4 (one per change)", v)
+	}
+	if v, _ := f.value("autopilot_watch_last_change_timestamp_seconds", q); v < float64(time.Now().Add(-time.Minute).Unix()) {
+		t.Errorf("watch last change = %v", v)
+	}
+	if v, _ := f.value("autopilot_consul_requests_total", "endpoint=health.service", "outcome=ok"); v < 4 {
+		t.Errorf("consul requests health.service ok = %v", v)
+	}
+	if v, _ := f.value("autopilot_consul_blocking_query_duration_seconds"); v < 4 {
+		t.Errorf("blocking query latency samples = %v", v)
+	}
+	// Consul goes away: the watch counts its errors, the scrape and the
+	// status keep answering at once, the file stays.
+	agent.Stop()
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		v, _ := scrape(t, url).value("autopilot_watch_errors_total", q)
+		return v > 0, "watch errors " + ftoa(v)
+	})
+	start := time.Now()
+	if _, body := getBody(t, strings.TrimSuffix(url, "/metrics")+"/status"); !strings.Contains(body, `"last_error"`) {
+		t.Errorf("/status during the outage lacks the watch's last error:\n%s", body)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("/status took %v while Consul was down", took)
+	}
+	if got := readFile(t, upstreams); got != "127.0.0.1:8001\n127.0.0.2:8003\n" {
+		t.Errorf("destination during the outage: %q", got)
+	}
 	renders, _ := f.value("autopilot_template_renders_total", "destination="+upstreams)
 	timed, _ := f.value("autopilot_template_render_duration_seconds", "destination="+upstreams)
 	if renders < 4 || timed != renders {
@@ -125,6 +163,17 @@ func readFile(t *testing.T, p string) string {
 		return "<" + err.Error() + ">"
 	}
 	return string(b)
+}
+
+func getBody(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func ftoa(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }

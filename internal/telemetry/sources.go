@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"github.com/autopilot/autopilot/internal/consul"
 	"github.com/autopilot/autopilot/render"
 )
 
@@ -34,4 +35,47 @@ func outcome(o *render.Outcome) *Outcome {
 		return nil
 	}
 	return &Outcome{At: o.At, OK: o.OK, Output: o.Output}
+}
+
+// Consul turns the Consul client's counters into a Snapshot's Consul part
+// (Address, Reachable and LastError are the caller's to fill).
+func Consul(st consul.ClientStats) ConsulStatus {
+	c := ConsulStatus{
+		IndexResets: uint64(st.IndexResets),
+		EmptyHeld:   uint64(st.EmptyHeld),
+		BlockingLatency: Histogram{
+			Count:   uint64(st.BlockingLatency.Count),
+			Seconds: st.BlockingLatency.Sum.Seconds(),
+		},
+	}
+	for _, r := range st.Requests {
+		c.Requests = append(c.Requests, RequestCount{Endpoint: r.Endpoint, Outcome: r.Outcome, Count: uint64(r.Count)})
+	}
+	for i, n := range st.BlockingLatency.Counts {
+		if i < len(consul.LatencyBuckets) {
+			c.BlockingLatency.Buckets = append(c.BlockingLatency.Buckets, Bucket{UpperBound: consul.LatencyBuckets[i].Seconds(), Count: uint64(n)})
+		}
+	}
+	return c
+}
+
+// Watches turns the watcher's per-query state into a Snapshot's watches.
+func Watches(ws []consul.WatchInfo) []WatchStatus {
+	out := make([]WatchStatus, len(ws))
+	for i, w := range ws {
+		out[i] = WatchStatus{
+			Query:       w.Query,
+			Instances:   w.Instances,
+			LastChange:  w.LastChange,
+			Requests:    uint64(w.Requests),
+			Errors:      uint64(w.Errors),
+			IndexResets: uint64(w.IndexResets),
+			EmptyHeld:   uint64(w.EmptyHeld),
+			Latency:     Durations{Count: uint64(w.Answered), Seconds: w.Latency.Seconds()},
+		}
+		if w.Err != nil {
+			out[i].LastError = w.Err.Error()
+		}
+	}
+	return out
 }

@@ -67,6 +67,24 @@ type ConsulStatus struct {
 	LastError string `json:"last_error,omitempty"`
 	// Requests counts the client's HTTP requests by endpoint and outcome.
 	Requests []RequestCount `json:"requests"`
+	// IndexResets and EmptyHeld are the totals over every watch.
+	IndexResets uint64 `json:"index_resets"`
+	EmptyHeld   uint64 `json:"empty_held"`
+	// BlockingLatency is the time blocking queries took to answer.
+	BlockingLatency Histogram `json:"blocking_latency"`
+}
+
+// Histogram is a cumulative histogram of durations in seconds.
+type Histogram struct {
+	Count   uint64   `json:"count"`
+	Seconds float64  `json:"seconds"`
+	Buckets []Bucket `json:"buckets,omitempty"`
+}
+
+// Bucket counts the observations of at most UpperBound seconds.
+type Bucket struct {
+	UpperBound float64 `json:"le"`
+	Count      uint64  `json:"count"`
 }
 
 // RequestCount is one (endpoint, outcome) counter of the Consul client.

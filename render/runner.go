@@ -28,6 +28,9 @@ type Config struct {
 	// {{.Path}} in its arguments is the candidate's path. Non-zero exit
 	// leaves Destination and the service alone.
 	Check proc.Command
+	// CheckTimeout, if positive, bounds Check: on expiry its whole process
+	// group is killed and the render is not applied.
+	CheckTimeout time.Duration
 	// Command runs after each swap (consul-template's third field).
 	Command proc.Command
 	// Reload, if set, runs after Command: the supervisor's reloadSignal.
@@ -538,6 +541,11 @@ func (r *Runner) check(ctx context.Context, u *unit, path string) (string, []byt
 	cmd, err := u.cfg.Check.Expand(struct{ Path string }{path})
 	if err != nil {
 		return u.cfg.Check.String(), nil, fmt.Errorf("check command for %s: %w", u.cfg.Destination, err)
+	}
+	if u.cfg.CheckTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, u.cfg.CheckTimeout)
+		defer cancel()
 	}
 	output, err := r.opts.Commands.Output(ctx, cmd)
 	if err != nil {

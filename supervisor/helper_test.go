@@ -22,6 +22,7 @@ import (
 	"github.com/autopilot/autopilot/internal/consul"
 	"github.com/autopilot/autopilot/internal/proc"
 	"github.com/autopilot/autopilot/internal/testenv"
+	"github.com/autopilot/autopilot/supervisor/config"
 )
 
 // helperEnv makes a re-executed test binary act as TestHelperProcess; the
@@ -106,10 +107,22 @@ func TestHelperProcess(t *testing.T) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(ExitConfig)
 		}
-		os.Exit(Run(context.Background(), cfg, args[3:], Options{
-			Consul: args[1], ConfigSpec: args[0], Log: log,
-			WatchOptions: watchOpts,
-		}))
+		argv := args[3:]
+		sv, err := New(cfg.Model(argv), Options{
+			Consul: args[1], Log: log, WatchOptions: watchOpts,
+			Load: func() (*config.Config, error) {
+				c, err := Load(args[0], os.LookupEnv)
+				if err != nil {
+					return nil, err
+				}
+				return c.Model(argv), nil
+			},
+		})
+		if err != nil {
+			log.Error().Err(err).Msg("cannot run the config")
+			os.Exit(ExitError)
+		}
+		os.Exit(sv.Run(context.Background()))
 	case "exit": // exit CODE
 		os.Exit(atoi(args[0]))
 	case "kill": // kill SIG: die of a signal

@@ -1,9 +1,14 @@
-// Package supervisor runs an app on autopilot: as PID 1 of its container it
-// renders the app's config templates, runs its hooks, starts it, keeps its
-// Consul registration true with TTL heartbeats fed by its health checks,
-// runs onChange handlers when the services it depends on change, forwards
-// signals and reaps orphans. The config format is ContainerPilot's (v2) JSON
-// plus templates; see Parse.
+// Package supervisor runs a config.Config on autopilot, as PID 1 of a
+// container: its jobs (the app, co-processes, hooks, periodic tasks) with
+// their triggers and restart policies, their Consul registrations kept true
+// with TTL heartbeats fed by health checks, watches that publish changes of
+// the services they follow, and templates kept rendered. It forwards
+// signals, reaps orphans and exits with a defined code.
+//
+// Every job and watch owns its goroutine and state; events travel from
+// publisher to subscriber through per-subscriber inboxes that coalesce and
+// never block the publisher. A reload builds a complete new generation and
+// swaps it in.
 package supervisor
 
 import (
@@ -11,12 +16,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"os/exec"
-	"strconv"
-	"strings"
+	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,25 +27,28 @@ import (
 
 	"github.com/autopilot/autopilot/internal/consul"
 	"github.com/autopilot/autopilot/internal/proc"
+	"github.com/autopilot/autopilot/supervisor/config"
 )
 
-// Exit codes of the supervisor itself; otherwise it exits with the app's.
+// Exit codes of the supervisor itself; otherwise it exits with a job's.
 const (
 	ExitError  = 1 // a startup step failed (templates, addresses)
 	ExitConfig = 2 // bad configuration
 )
 
+// ErrNotRunning is returned by the control methods when Run is not (or no
+// longer) running.
+var ErrNotRunning = errors.New("supervisor is not running")
+
 // Options are the supervisor's environment, apart from the config.
 type Options struct {
 	// Consul, if set, overrides the config's consul address (-consul).
 	Consul string
-	// ConfigSpec is what the config was loaded from, re-read on SIGHUP.
-	// Empty disables reloading.
-	ConfigSpec string
-	// Env looks up ${VAR} in a reloaded config (default os.LookupEnv).
-	Env func(string) (string, bool)
-	// Stdin, Stdout and Stderr are the app's and the hooks' stdio
-	// (default os.Stdin, os.Stdout, os.Stderr).
+	// Load loads the config again, for a reload (SIGHUP, Reload). nil
+	// disables reloading.
+	Load func() (*config.Config, error)
+	// Stdin is the Main job's; Stdout and Stderr are every job's (default
+	// os.Stdin, os.Stdout, os.Stderr).
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	// Log is the supervisor's log, at its starting level; a reload that
@@ -53,40 +59,50 @@ type Options struct {
 	Signals <-chan os.Signal
 	// WatchOptions tune the shared Consul watch.
 	WatchOptions consul.WatchOptions
+	// PutMetric receives the values of sensor jobs (config.Job.Sensor). nil
+	// drops them.
+	PutMetric func(name string, value float64) error
+	// OnEvent, if set, is called for every event published (tests and
+	// benchmarks); it must not block.
+	OnEvent func(source string, event config.Event)
 }
 
-// Supervisor is one run of an app. It is created and driven by Run.
+// Supervisor runs one config, across reloads, until its run ends.
 type Supervisor struct {
-	opts   Options
-	log    zerolog.Logger
-	level  *logLevel // of log and every logger derived from it; SIGHUP changes it
-	runner *proc.Runner
-	reaper *proc.Reaper
+	opts  Options
+	log   zerolog.Logger
+	level *logLevel
 
+	runner  *proc.Runner
+	reaper  *proc.Reaper
 	client  *consul.Client
-	agent   *consul.Agent
+	agent   agentAPI
 	watcher *consul.Watcher
+	stopW   context.CancelFunc
 
-	appMu  sync.Mutex
-	appPID int // 0 when the app is not running
+	seq     atomic.Uint64 // event sequence numbers
+	version atomic.Uint64 // bumped on every job state change and event
+	maint   atomic.Bool   // desired maintenance mode
+	mainPID atomic.Int64  // the Main job's pid, 0 when it does not run
+	poked   chan struct{} // a job's state changed
+	ctl     chan ctlReq
+	running atomic.Bool
 
-	cfg      *Config
-	services []*service
-	ready    *readiness // backends hold their first onChange until it is done
-	backends []*backend
-	loops    context.CancelFunc // stops services, backends and templates of cfg
-	loopsWG  sync.WaitGroup
-	maint    bool
+	mu    sync.Mutex
+	gen   *generation
+	ready *readiness
+	fail  int // first failing exit code of a job
 }
 
-// Run supervises argv under cfg until the app exits or ctx is cancelled (a
-// shutdown, as SIGTERM), and returns the exit code: the app's (128+N if
-// signal N killed it, 127 not found, 126 not executable), a preStart's
-// non-zero code, or ExitError if a startup step failed.
-func Run(ctx context.Context, cfg *Config, argv []string, opts Options) int {
-	if opts.Env == nil {
-		opts.Env = os.LookupEnv
-	}
+type ctlReq struct {
+	reload bool
+	reply  chan error
+}
+
+// New checks cfg and builds the supervisor's first generation; nothing runs
+// until Run. An error means cfg cannot run (an address that does not
+// resolve, a template that does not parse, a trigger naming no job).
+func New(cfg *config.Config, opts Options) (*Supervisor, error) {
 	if opts.Stdin == nil {
 		opts.Stdin = os.Stdin
 	}
@@ -96,16 +112,78 @@ func Run(ctx context.Context, cfg *Config, argv []string, opts Options) int {
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
 	}
-	s := &Supervisor{opts: opts}
+	s := &Supervisor{opts: opts, poked: make(chan struct{}, 1), ctl: make(chan ctlReq)}
 	s.log, s.level = withLogLevel(opts.Log)
-	return s.run(ctx, cfg, argv)
+	s.reaper = proc.NewReaper(s.log)
+	s.runner = &proc.Runner{Reaper: s.reaper, Stdout: opts.Stdout, Stderr: opts.Stderr}
+	addr := cfg.Consul
+	if opts.Consul != "" {
+		addr = opts.Consul
+	}
+	client, err := consul.NewClient(addr)
+	if err != nil {
+		return nil, fmt.Errorf("consul client: %w", err)
+	}
+	s.client, s.agent = client, consul.NewAgent(client)
+	wctx, stop := context.WithCancel(context.Background())
+	s.stopW = stop
+	s.watcher = consul.NewWatcher(wctx, client, opts.WatchOptions, s.log)
+	g, err := s.build(cfg, 1)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	s.gen, s.ready = g, g.ready
+	return s, nil
 }
 
-func (s *Supervisor) run(ctx context.Context, cfg *Config, argv []string) int {
-	if len(argv) == 0 {
-		s.log.Error().Msg("no app command")
-		return ExitConfig
+func (s *Supervisor) current() *generation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen
+}
+
+// poke tells Run that a job's state changed; it never blocks.
+func (s *Supervisor) poke() {
+	select {
+	case s.poked <- struct{}{}:
+	default:
 	}
+}
+
+func (s *Supervisor) noteFailure(code int) {
+	s.mu.Lock()
+	if s.fail == 0 {
+		s.fail = code
+	}
+	s.mu.Unlock()
+}
+
+func (s *Supervisor) firstFailure() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fail
+}
+
+// Run runs the config until the run ends or a shutdown is asked for
+// (SIGTERM, SIGINT, or ctx), and returns the exit code:
+//   - with a Main job: its exit code (128+N if signal N killed it, 127 not
+//     found, 126 not executable); if it can never start (its trigger cannot
+//     happen any more, e.g. a preStart failed), the first failing code;
+//   - without one: the run ends when no job runs or can run again, with the
+//     first failing exit code of any job, or 0;
+//   - a shutdown asked for before the Main job started (or without a Main
+//     job) exits 128+N for signal N (143 for SIGTERM and a cancelled ctx);
+//   - ExitError if a startup step failed (the first render).
+//
+// Run may be called once.
+func (s *Supervisor) Run(ctx context.Context) int {
+	if !s.running.CompareAndSwap(false, true) {
+		s.log.Error().Msg("Run called twice")
+		return ExitError
+	}
+	defer s.running.Store(false)
+	defer s.stopW()
 	if os.Getpid() != 1 {
 		if err := proc.BecomeSubreaper(); err != nil {
 			s.log.Warn().Err(err).Msg("cannot become a child subreaper: orphans will not be reaped")
@@ -114,246 +192,390 @@ func (s *Supervisor) run(ctx context.Context, cfg *Config, argv []string) int {
 	// Signals first, so that none arriving during startup is lost or kills us.
 	sigs := s.opts.Signals
 	if sigs == nil {
-		ch, stop := notifySignals()
-		defer stop()
+		ch := make(chan os.Signal, 32)
+		signal.Notify(ch, append(proc.HandledSignals(), proc.ForwardableSignals()...)...)
+		defer signal.Stop(ch)
 		sigs = ch
 	}
-
-	rctx, stopReaper := context.WithCancel(context.WithoutCancel(ctx))
+	stopPipe := ignoreSIGPIPE()
+	defer stopPipe()
+	rctx, stopReaper := context.WithCancel(context.Background())
 	defer stopReaper()
-	s.reaper = proc.NewReaper(s.log)
 	go s.reaper.Run(rctx)
-	s.runner = &proc.Runner{Reaper: s.reaper, Stdout: s.opts.Stdout, Stderr: s.opts.Stderr}
 
-	addr := cfg.Consul
-	if s.opts.Consul != "" {
-		addr = s.opts.Consul
-	}
-	client, err := consul.NewClient(addr)
-	if err != nil {
-		s.log.Error().Err(err).Msg("consul client")
-		return ExitConfig
-	}
-	s.client, s.agent = client, consul.NewAgent(client)
-	// The watcher outlives ctx: after a shutdown request it still serves
-	// nothing new, but it must not stop before the loops using it.
-	wctx, stopWatcher := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWatcher()
-	s.watcher = consul.NewWatcher(wctx, client, s.opts.WatchOptions, s.log)
+	g := s.current()
+	s.log.Info().Str("config", g.cfg.Name).Int("jobs", len(g.jobs)).Int("watches", len(g.watches)).
+		Int("templates", len(g.cfg.Templates)).Msg("starting")
 
-	services, err := s.newServices(cfg)
-	if err != nil {
-		s.log.Error().Err(err).Msg("services")
-		return ExitError
-	}
-	s.cfg, s.services = cfg, services
-	s.exportAddresses(services)
-	s.watchReadiness(services)
-	s.backends = s.newBackends(cfg, nil)
-
-	// 1. Templates: the app never starts against a missing config.
-	tr, err := s.renderFirst(ctx, cfg)
-	if err != nil {
-		s.log.Error().Err(err).Msg("first render of the templates")
-		return ExitError
-	}
-	// 2. preStart.
-	if !cfg.PreStart.IsZero() {
-		s.log.Info().Stringer("command", cfg.PreStart).Msg("running preStart")
-		if err := s.runner.Run(ctx, cfg.PreStart); err != nil {
-			code := proc.ExitCode(err)
-			s.log.Error().Err(err).Int("code", code).Msg("preStart failed: not starting the app")
-			return code
-		}
-	}
-	// 3. The app.
-	appDone, err := s.startApp(argv)
-	if err != nil {
-		code := startExitCode(err)
-		s.log.Error().Err(err).Int("code", code).Msg("cannot start the app")
-		s.runHook(context.WithoutCancel(ctx), "postStop", cfg.PostStop)
+	// 1. The first render, before any job starts: interruptible.
+	code, done := s.firstRender(ctx, g, sigs)
+	if done {
 		return code
 	}
-	// 4-5. Services, backends and template updates.
-	s.startLoops(cfg, tr)
-
-	var code int
-	exited := false
+	// 2. The jobs.
+	g.start()
+	g.router.publish(eventKey{"", config.Startup})
+	var stopSig syscall.Signal
 loop:
 	for {
-		select {
-		case code = <-appDone:
-			exited = true
-			s.log.Info().Int("code", code).Msg("app exited")
+		if code, end := s.current().ended(); end {
+			s.log.Info().Int("code", code).Msg("run ended")
 			break loop
+		}
+		select {
+		case <-s.poked:
 		case <-ctx.Done():
 			s.log.Info().Msg("shutdown requested")
+			stopSig = syscall.SIGTERM
 			break loop
 		case sig := <-sigs:
-			if s.handleSignal(sig.(syscall.Signal)) {
+			if sg, _ := sig.(syscall.Signal); sg == syscall.SIGTERM || sg == syscall.SIGINT {
 				s.log.Info().Stringer("signal", sig).Msg("shutting down")
+				stopSig = sg
 				break loop
 			}
+			s.handleSignal(sig.(syscall.Signal))
+		case req := <-s.ctl:
+			req.reply <- s.reload()
 		}
 	}
-	return s.shutdown(context.WithoutCancel(ctx), appDone, exited, code)
+	return s.shutdown(s.current(), stopSig)
 }
 
-// shutdown deregisters the services so proxies drain them, runs preStop,
-// stops the app (SIGTERM, SIGKILL after stopTimeout), runs postStop and
-// returns the app's exit code.
-func (s *Supervisor) shutdown(ctx context.Context, appDone <-chan int, exited bool, code int) int {
-	s.stopLoops()
-	s.deregisterAll(ctx)
-	cfg := s.cfg
-	s.runHook(ctx, "preStop", cfg.PreStop)
-	if !exited {
-		pid := s.pid()
-		s.log.Info().Int("pid", pid).Msg("sending SIGTERM to the app")
-		if err := proc.SignalGroup(pid, syscall.SIGTERM); err != nil {
-			s.log.Debug().Err(err).Msg("SIGTERM")
-		}
-		t := time.NewTimer(cfg.StopTimeout.D())
+// firstRender renders the templates once while answering signals: SIGTERM
+// or SIGINT abandon it and exit 128+N. It reports done with the exit code
+// when the run ends here.
+func (s *Supervisor) firstRender(ctx context.Context, g *generation, sigs <-chan os.Signal) (int, bool) {
+	if g.templates == nil {
+		return 0, false
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	res := make(chan error, 1)
+	go func() { res <- s.renderFirst(rctx, g) }()
+	reload := false
+	for {
 		select {
-		case code = <-appDone:
-			t.Stop()
-		case <-t.C:
-			s.log.Warn().Dur("stopTimeout", cfg.StopTimeout.D()).Msg("app still running: SIGKILL")
-			_ = proc.SignalGroup(pid, syscall.SIGKILL)
-			code = <-appDone
+		case err := <-res:
+			if err != nil {
+				if ctx.Err() != nil {
+					return 128 + int(syscall.SIGTERM), true
+				}
+				s.log.Error().Err(err).Msg("first render of the templates")
+				return ExitError, true
+			}
+			if reload {
+				if err := s.reload(); err != nil {
+					s.log.Error().Err(err).Msg("reload")
+				}
+			}
+			return 0, false
+		case sig := <-sigs:
+			sg, _ := sig.(syscall.Signal)
+			switch sg {
+			case syscall.SIGTERM, syscall.SIGINT:
+				s.log.Info().Stringer("signal", sig).Msg("shutting down during the first render")
+				cancel()
+				<-res
+				return 128 + int(sg), true
+			case syscall.SIGHUP:
+				reload = true // once the first render is done
+			case syscall.SIGUSR1:
+				s.toggleMaintenance()
+			default:
+				s.log.Debug().Stringer("signal", sig).Msg("no job runs yet to forward the signal to")
+			}
+		case req := <-s.ctl:
+			reload = reload || req.reload
+			req.reply <- nil
 		}
-		s.log.Info().Int("code", code).Msg("app exited")
 	}
-	s.runHook(ctx, "postStop", cfg.PostStop)
-	return code
 }
 
-func (s *Supervisor) runHook(ctx context.Context, name string, c proc.Command) {
-	if c.IsZero() {
+// handleSignal acts on a signal other than SIGTERM/SIGINT: SIGHUP reloads,
+// SIGUSR1 toggles maintenance, anything else goes to the Main job's process
+// group (without a Main job: to every job's running process group).
+func (s *Supervisor) handleSignal(sig syscall.Signal) {
+	switch sig {
+	case syscall.SIGHUP:
+		if err := s.reload(); err != nil && !errors.Is(err, errNoReload) {
+			s.log.Error().Err(err).Msg("config reload rejected: keeping the old config")
+		}
+		return
+	case syscall.SIGUSR1:
+		s.toggleMaintenance()
 		return
 	}
-	s.log.Info().Stringer("command", c).Msgf("running %s", name)
-	if err := s.runner.Run(ctx, c); err != nil {
-		s.log.Error().Err(err).Msgf("%s failed", name)
-	}
-}
-
-// startApp starts the app in its own process group with our stdio, and
-// returns a channel that yields its exit code once.
-func (s *Supervisor) startApp(argv []string) (<-chan int, error) {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), s.runner.Env...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = s.opts.Stdin, s.opts.Stdout, s.opts.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := s.reaper.Start(cmd); err != nil {
-		return nil, err
-	}
-	pid := cmd.Process.Pid
-	s.appMu.Lock()
-	s.appPID = pid
-	s.appMu.Unlock()
-	s.runner.SetEnv("AUTOPILOT_APP_PID", strconv.Itoa(pid))
-	s.log.Info().Int("pid", pid).Strs("argv", argv).Msg("app started")
-	done := make(chan int, 1)
-	go func() {
-		err := s.reaper.Wait(cmd)
-		s.appMu.Lock()
-		s.appPID = 0
-		s.appMu.Unlock()
-		done <- waitExitCode(cmd, err)
-	}()
-	return done, nil
-}
-
-// pid is the running app's pid, or 0.
-func (s *Supervisor) pid() int {
-	s.appMu.Lock()
-	defer s.appMu.Unlock()
-	return s.appPID
-}
-
-func waitExitCode(cmd *exec.Cmd, err error) int {
-	if cmd.ProcessState != nil {
-		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-			if ws.Signaled() {
-				return 128 + int(ws.Signal())
-			}
-			return ws.ExitStatus()
+	g := s.current()
+	var pids []int
+	if g.main != nil {
+		if pid := int(s.mainPID.Load()); pid != 0 {
+			pids = append(pids, pid)
 		}
+	} else {
+		for _, j := range g.jobs {
+			if r, _ := j.snapshot(); r.proc != nil {
+				pids = append(pids, r.proc.Pid)
+			}
+		}
+	}
+	if len(pids) == 0 {
+		s.log.Debug().Stringer("signal", sig).Msg("no process to forward the signal to")
+	}
+	for _, pid := range pids {
+		s.log.Debug().Stringer("signal", sig).Int("pid", pid).Msg("forwarding signal")
+		if err := proc.SignalGroup(pid, sig); err != nil {
+			s.log.Warn().Err(err).Stringer("signal", sig).Msg("forwarding signal")
+		}
+	}
+}
+
+func (s *Supervisor) toggleMaintenance() {
+	s.setMaintenance(!s.maint.Load())
+}
+
+func (s *Supervisor) setMaintenance(on bool) {
+	s.maint.Store(on)
+	s.log.Info().Bool("maintenance", on).Msg("maintenance requested")
+	for _, v := range s.current().services {
+		v.poke(true)
+	}
+}
+
+// SetMaintenance turns maintenance on or off for every registration and
+// waits until the agent confirmed it for every registered service, or ctx
+// ends (the reconciliation goes on regardless).
+func (s *Supervisor) SetMaintenance(ctx context.Context, on bool) error {
+	s.setMaintenance(on)
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ok := true
+		for _, v := range s.current().services {
+			st := v.snapshot()
+			if st.Registered && st.Maintenance != on {
+				ok = false
+			}
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("maintenance %v: not confirmed by the agent yet: %w", on, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// PutEnv sets an environment variable for every job run started from now
+// on (ContainerPilot's putenv).
+func (s *Supervisor) PutEnv(key, value string) { s.runner.SetEnv(key, value) }
+
+// Reload loads the config again and swaps in a new generation built from
+// it; a config that does not load or build changes nothing and is returned
+// as the error.
+func (s *Supervisor) Reload(ctx context.Context) error {
+	if !s.running.Load() {
+		return ErrNotRunning
+	}
+	req := ctlReq{reload: true, reply: make(chan error, 1)}
+	select {
+	case s.ctl <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+var errNoReload = errors.New("no config to reload")
+
+// reload builds a new generation from a freshly loaded config and swaps it
+// in: jobs whose process definition is unchanged keep their process and
+// counters, the others are stopped and replaced; registrations that are
+// gone are deregistered; watches keep their last instance set; the new
+// templates start. A rejected config changes nothing.
+func (s *Supervisor) reload() error {
+	if s.opts.Load == nil {
+		s.log.Warn().Msg("reload: no config file to reload")
+		return errNoReload
+	}
+	old := s.current()
+	cfg, err := s.opts.Load()
+	if err == nil && cfg.Consul != old.cfg.Consul && s.opts.Consul == "" {
+		err = errors.New("consul: the address cannot change on reload")
+	}
+	var ng *generation
+	if err == nil {
+		ng, err = s.build(cfg, old.n+1)
 	}
 	if err != nil {
-		return ExitError
+		s.log.Error().Err(err).Msg("config reload rejected: keeping the old config")
+		return err
 	}
-	return 0
-}
-
-// startExitCode is the shell's status for a command that could not start.
-func startExitCode(err error) int {
-	var pe *fs.PathError
-	switch {
-	case errors.Is(err, exec.ErrNotFound), errors.Is(err, syscall.ENOTDIR):
-		return 127
-	case errors.As(err, &pe) && errors.Is(pe.Err, syscall.ENOENT):
-		if _, serr := os.Stat(pe.Path); serr != nil {
-			return 127
+	old.stopLoops()
+	old.stopJobs()
+	kept := 0
+	for _, oj := range old.jobs {
+		nj := ng.byName[oj.cfg.Name]
+		r, h := oj.snapshot()
+		if nj != nil && sameProcess(oj.cfg, nj.cfg) {
+			nj.run, nj.handled = r, h
+			kept++
+			continue
 		}
-		return 126 // the #! interpreter is missing
-	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.ENOEXEC),
-		errors.Is(err, exec.ErrDot):
-		return 126
-	}
-	return 127
-}
-
-// EnvName is the AUTOPILOT_<SERVICE>_IP variable name for a service.
-func EnvName(service string) string {
-	var b strings.Builder
-	b.WriteString("AUTOPILOT_")
-	for _, r := range strings.ToUpper(service) {
-		if r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
+		if r.proc != nil {
+			oj.log.Info().Msg("reload: the job changed or is gone: stopping its process")
+			stopProcess(oj, r.proc)
 		}
 	}
-	b.WriteString("_IP")
-	return b.String()
-}
-
-// startLoops starts the services' health loops, the backends' watches and
-// the template runner tr (nil: none) for cfg.
-func (s *Supervisor) startLoops(cfg *Config, tr templateRunner) {
-	ctx, cancel := context.WithCancel(context.Background())
-	s.loops = cancel
-	for _, svc := range s.services {
-		s.loopsWG.Add(1)
-		go func() { defer s.loopsWG.Done(); svc.run(ctx) }()
+	newIDs := map[string]*service{}
+	for _, v := range ng.services {
+		newIDs[v.def.ID] = v
 	}
-	for _, b := range s.backends {
-		s.loopsWG.Add(1)
-		go func() { defer s.loopsWG.Done(); b.run(ctx) }()
+	for _, ov := range old.services {
+		ov.mu.Lock()
+		ap, st, status, output := ov.applied, ov.st, ov.status, ov.output
+		ov.mu.Unlock()
+		if nv := newIDs[ov.def.ID]; nv != nil {
+			nv.applied, nv.st, nv.status, nv.output, nv.fresh = ap, st, status, output, status != ""
+			continue
+		}
+		if ap.registered {
+			ov.deregister(context.Background())
+		}
 	}
-	if tr != nil {
-		s.loopsWG.Add(1)
-		go func() {
-			defer s.loopsWG.Done()
-			if err := tr.Run(ctx); err != nil {
-				s.log.Error().Err(err).Msg("templates")
+	for _, nw := range ng.watches {
+		for _, ow := range old.watches {
+			if ow.q == nw.q {
+				ow.mu.Lock()
+				nw.last, nw.instances, nw.lastChange, nw.changes = ow.last, ow.instances, ow.lastChange, ow.changes
+				ow.mu.Unlock()
 			}
+		}
+	}
+	s.reloadLogging(old.cfg.Logging, cfg.Logging)
+	s.mu.Lock()
+	s.gen, s.ready = ng, ng.ready
+	s.mu.Unlock()
+	ng.start()
+	ng.router.publish(eventKey{"", config.Startup}) // for jobs the reload added
+	s.log.Info().Str("config", cfg.Name).Int("generation", ng.n).Int("jobs", len(ng.jobs)).Int("kept", kept).
+		Int("watches", len(ng.watches)).Int("templates", len(cfg.Templates)).Msg("config reloaded")
+	s.poke()
+	return nil
+}
+
+// stopProcess stops a process whose job goroutine is gone: SIGTERM to its
+// group, SIGKILL after the job's stopTimeout.
+func stopProcess(j *job, p *proc.Process) {
+	_ = p.SignalGroup(syscall.SIGTERM)
+	t := time.NewTimer(j.stopTO)
+	defer t.Stop()
+	select {
+	case <-p.Done():
+	case <-t.C:
+		_ = p.SignalGroup(syscall.SIGKILL)
+		<-p.Done()
+	}
+}
+
+// shutdown ends the run: it stops health checks, watches and templates,
+// deregisters every service so proxies drain it, publishes the
+// supervisor's stopping, then stops every job at once (its stopping event
+// and the jobs it triggers, e.g. preStop; SIGTERM; SIGKILL after its
+// stopTimeout; its stopped event and the jobs it triggers, e.g. postStop),
+// publishes the supervisor's stopped, and returns the exit code (see Run).
+//
+// Bound: deregistration (5 s) + the longest stopping hook + the longest
+// stopTimeout + the longest stopped hook; hooks without a timeout get
+// DefaultStopHookTimeout.
+func (s *Supervisor) shutdown(g *generation, sig syscall.Signal) int {
+	ctx := context.Background()
+	g.stopping.Store(true)
+	g.stopLoops()
+	var wg sync.WaitGroup
+	for _, v := range g.services {
+		wg.Add(1)
+		go func() { defer wg.Done(); v.deregister(ctx) }()
+	}
+	wg.Wait()
+	g.publishWait(ctx, eventKey{"", config.Stopping})
+	for _, j := range g.jobs {
+		if j.stopHook || j.cfg.Exec.IsZero() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, _ := j.snapshot()
+			if r.starts == 0 || r.stopped {
+				return // never ran, or finished and said so
+			}
+			g.publishWait(ctx, eventKey{j.cfg.Name, config.Stopping})
+			j.stop(ctx)
+			j.update(func(r *jobRun) { r.stopped = true })
+			g.publishWait(ctx, eventKey{j.cfg.Name, config.Stopped})
+			j.update(func(r *jobRun) { r.state = StateStopped })
 		}()
 	}
-}
-
-// stopLoops stops what startLoops started and waits for it (a running
-// onChange handler or health check is killed).
-func (s *Supervisor) stopLoops() {
-	if s.loops != nil {
-		s.loops()
-		s.loopsWG.Wait()
-		s.loops = nil
+	wg.Wait()
+	g.publishWait(ctx, eventKey{"", config.Stopped})
+	g.stopJobs()
+	// Whatever still runs (a hook past its bound) is killed.
+	for _, j := range g.jobs {
+		if r, _ := j.snapshot(); r.proc != nil {
+			_ = r.proc.SignalGroup(syscall.SIGKILL)
+			select {
+			case <-r.proc.Done():
+			case <-time.After(time.Second):
+			}
+		}
 	}
+	if m := g.main; m != nil {
+		if r, _ := m.snapshot(); r.exited {
+			s.log.Info().Int("code", r.lastExit).Msg("exiting with the main job's code")
+			return r.lastExit
+		}
+		if sig == 0 {
+			if code := s.firstFailure(); code != 0 {
+				return code
+			}
+			return ExitError
+		}
+	}
+	if sig != 0 {
+		return 128 + int(sig)
+	}
+	return s.firstFailure()
 }
 
-func (s *Supervisor) describe() string {
-	return fmt.Sprintf("%d services, %d backends", len(s.services), len(s.backends))
+// reloadLogging applies a changed logging.level. The change is logged at
+// info while the more verbose of the two levels is in force, so that it
+// shows whenever either level shows info. A changed format needs a restart.
+func (s *Supervisor) reloadLogging(old, cfg config.Logging) {
+	if cfg.Format != old.Format {
+		s.log.Warn().Str("format", old.Format).Msg("logging.format: a change applies at the next start")
+	}
+	if cfg.Level == old.Level || cfg.Level == "" {
+		return
+	}
+	lvl, err := zerolog.ParseLevel(cfg.Level)
+	if err != nil {
+		s.log.Error().Err(err).Msg("logging.level")
+		return
+	}
+	msg := s.log.Info().Str("from", old.Level).Str("to", cfg.Level)
+	if lvl < s.level.get() {
+		s.level.set(lvl)
+		msg.Msg("log level changed")
+		return
+	}
+	msg.Msg("log level changed")
+	s.level.set(lvl)
 }

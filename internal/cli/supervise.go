@@ -12,6 +12,7 @@ import (
 
 	"github.com/autopilot/autopilot/render"
 	"github.com/autopilot/autopilot/supervisor"
+	"github.com/autopilot/autopilot/supervisor/config"
 )
 
 // superviseFlags are the flags of `autopilot [flags] [--] COMMAND [ARGS...]`
@@ -55,7 +56,9 @@ func loadConfig(spec string) (*supervisor.Config, error) {
 	return supervisor.Load(spec, os.LookupEnv)
 }
 
-// runSupervisor runs the app in args under the supervisor.
+// runSupervisor runs the config's jobs under the supervisor. A command on
+// the command line is the config's Main job: its exit ends the run and
+// gives autopilot's exit code (see supervisor.Run).
 func runSupervisor(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return runSupervisorAs(ctx, "autopilot", args, stdout, stderr)
 }
@@ -78,28 +81,51 @@ func runSupervisorAs(ctx context.Context, name string, args []string, stdout, st
 		}
 		return runControl(ctx, name, f.config, &f.ctl, stdout, stderr)
 	}
-	if len(argv) == 0 {
-		fmt.Fprintln(stderr, "autopilot: no command to run")
-		fmt.Fprint(stderr, usage)
-		return exitUsage
-	}
 	cfg, err := loadConfig(f.config)
 	if err != nil {
 		fmt.Fprintf(stderr, "autopilot: %v\n", err)
 		return exitUsage
 	}
-	log, err := supervisorLogger(stderr, cfg.Logging)
+	model := cfg.Model(argv)
+	if !hasProcess(model) {
+		fmt.Fprintln(stderr, "autopilot: no command to run")
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	// Logs to a broken pipe are dropped rather than fatal (see supervisor.DropEPIPE).
+	logw := supervisor.DropEPIPE(stderr)
+	log, err := supervisorLogger(logw, cfg.Logging)
 	if err != nil {
 		fmt.Fprintf(stderr, "autopilot: %v\n", err)
 		return exitUsage
 	}
-	return supervisor.Run(ctx, cfg, argv, supervisor.Options{
-		Consul:     f.consul,
-		ConfigSpec: f.config,
-		Stdout:     stdout,
-		Stderr:     stderr,
-		Log:        log,
-	})
+	opts := supervisor.Options{Consul: f.consul, Stdout: stdout, Stderr: stderr, Log: log}
+	if f.config != "" {
+		spec := f.config
+		opts.Load = func() (*config.Config, error) {
+			c, err := supervisor.Load(spec, os.LookupEnv)
+			if err != nil {
+				return nil, err
+			}
+			return c.Model(argv), nil
+		}
+	}
+	s, err := supervisor.New(model, opts)
+	if err != nil {
+		log.Error().Err(err).Msg("cannot run the config")
+		return exitError
+	}
+	return s.Run(ctx)
+}
+
+// hasProcess reports whether cfg has a job that runs a process.
+func hasProcess(cfg *config.Config) bool {
+	for _, j := range cfg.Jobs {
+		if !j.Exec.IsZero() {
+			return true
+		}
+	}
+	return false
 }
 
 // supervisorLogger is JSON on w by default, or console text.

@@ -90,7 +90,7 @@ func metrics(now func() time.Time) []*metric {
 			samples: func(s *Snapshot, emit func(float64, ...string)) { emit(b2f(s.Config.LastReloadError != "")) }},
 		{name: "consul_up", help: "1 while the last Consul request succeeded, 0 after a failure until the next success.", kind: gauge,
 			samples: func(s *Snapshot, emit func(float64, ...string)) { emit(b2f(s.Consul.Reachable)) }},
-		{name: "consul_requests_total", help: "HTTP requests of the Consul client by endpoint (route template) and outcome.", kind: counter, label: []string{"endpoint", "outcome"},
+		{name: "consul_requests_total", help: "HTTP requests of the Consul client by endpoint (health.service, agent.ttl…) and outcome (ok, error, timeout, canceled).", kind: counter, label: []string{"endpoint", "outcome"},
 			samples: func(s *Snapshot, emit func(float64, ...string)) {
 				for _, r := range s.Consul.Requests {
 					emit(float64(r.Count), r.Endpoint, r.Outcome)

@@ -88,7 +88,7 @@ type Bucket struct {
 }
 
 // RequestCount is one (endpoint, outcome) counter of the Consul client.
-// Endpoint is a route template ("/v1/health/service/:service"), never a URL
+// Endpoint names an API route ("health.service", "agent.ttl"), never a URL
 // with data in it, so the label stays bounded.
 type RequestCount struct {
 	Endpoint string `json:"endpoint"`

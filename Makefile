@@ -7,7 +7,7 @@ LDFLAGS := -X github.com/autopilot/autopilot/internal/cli.Version=$(VERSION)
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 PKGS ?= ./...
 
-.PHONY: help build test bench lint fuzz consul demo demo-stop clean
+.PHONY: help build test bench lint fuzz consul demo demo-stop containers clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ demo: build ## run the demo stack (Consul, customers, sales, nginx) on loopback
 
 demo-stop: ## stop everything the demo started
 	examples/demo.sh stop
+
+containers: ## build the example images, run examples/docker-compose.yml with podman, test it, remove it
+	scripts/containers.sh
 
 clean:
 	rm -rf bin

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -53,7 +54,7 @@ func Main(a App) {
 	_ = fs.Parse(os.Args[1:])
 
 	logger := log.New(os.Stderr, fmt.Sprintf("%s:%d ", a.Name, *port), log.LstdFlags|log.Lmsgprefix)
-	s := &server{app: a, instance: fmt.Sprintf("%s@%s", a.Name, net.JoinHostPort(*bind, strconv.Itoa(*port))),
+	s := &server{app: a, instance: fmt.Sprintf("%s@%s", a.Name, net.JoinHostPort(advertised(a.Name, *bind), strconv.Itoa(*port))),
 		consul: *consul, log: logger, client: &http.Client{Timeout: 2 * time.Second}}
 	if err := s.run(net.JoinHostPort(*bind, strconv.Itoa(*port))); err != nil {
 		logger.Print(err)
@@ -246,6 +247,34 @@ func (s *server) get(ctx context.Context, u string) (*ownData, error) {
 		return nil, fmt.Errorf("%s: %w", u, err)
 	}
 	return &d, nil
+}
+
+// advertised is the address an instance is known by: the listen address,
+// unless that is every address (0.0.0.0 in a container), then the one its
+// supervisor registered in Consul ($AUTOPILOT_<NAME>_IP, or ContainerPilot's
+// $CONTAINERPILOT_<NAME>_IP), so X-Instance tells replicas apart.
+func advertised(name, bind string) string {
+	if ip := net.ParseIP(bind); bind != "" && (ip == nil || !ip.IsUnspecified()) {
+		return bind
+	}
+	key := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' {
+			return r - 'a' + 'A'
+		}
+		if r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, name)
+	for _, prefix := range []string{"AUTOPILOT_", "CONTAINERPILOT_"} {
+		if v := os.Getenv(prefix + key + "_IP"); v != "" {
+			return v
+		}
+	}
+	if h, err := os.Hostname(); err == nil {
+		return h
+	}
+	return bind
 }
 
 func envOr(k, def string) string {

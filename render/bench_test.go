@@ -87,7 +87,7 @@ func BenchmarkRunnerPass(b *testing.B) {
 				b.Fatal(err)
 			}
 			u := r.units[0]
-			res, err := r.execute(u)
+			res, err := r.execute(b.Context(), u)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -96,7 +96,7 @@ func BenchmarkRunnerPass(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				res, err := r.execute(u)
+				res, err := r.execute(b.Context(), u)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -111,13 +111,21 @@ func helperFuncs() template.FuncMap {
 
 // bindTemplateFuncs gives tm the functions that belong to one template
 // rather than to the process: executeTemplate (it runs tm's own defined
-// templates) and a fresh scratch. consul-template rebuilds both for every
-// execution, so call it before each Execute (Funcs may replace entries of a
-// parsed template; executions must not run concurrently with it).
-func bindTemplateFuncs(tm *template.Template) {
+// templates), a fresh scratch, and a loop that stops when the execution's
+// bound b is cancelled (so nested loops end at the next inner loop).
+// consul-template rebuilds the first two for every execution, so call it
+// before each Execute (Funcs may replace entries of a parsed template;
+// executions must not run concurrently with it).
+func bindTemplateFuncs(tm *template.Template, b *bound) {
 	tm.Funcs(template.FuncMap{
 		"executeTemplate": executeTemplateFunc(tm),
 		"scratch":         scratchFunc(),
+		"loop": func(args ...any) ([]int64, error) {
+			if err := b.check(); err != nil {
+				return nil, err
+			}
+			return loop(args...)
+		},
 	})
 }
 

@@ -6,7 +6,7 @@
 package render
 
 import (
-	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"text/template"
+	"time"
 
 	"github.com/autopilot/autopilot/internal/dep"
 )
@@ -27,7 +28,9 @@ type Template struct {
 
 	opts Options
 
-	mu   sync.Mutex // serialises executions; guards pass
+	// sem serialises executions and guards pass. A channel rather than a
+	// mutex so that a caller whose context ends stops waiting for it.
+	sem  chan struct{}
 	pass *pass
 }
 
@@ -41,6 +44,10 @@ type Options struct {
 	// missing data, so the file keeps its last good content rather than
 	// losing upstreams (0 = off, consul-template's behaviour).
 	MinInstances int
+	// MaxOutput caps the bytes one execution may produce (0 =
+	// DefaultMaxOutput, 64 MiB); past it the execution fails with
+	// ErrOutputLimit and nothing is written.
+	MaxOutput int64
 }
 
 // allHelpers is Sprig plus consul-template's helpers, shared by every
@@ -50,7 +57,7 @@ var allHelpers = sync.OnceValue(helperFuncs)
 
 // Parse parses text as the template named name (its source path).
 func Parse(name, text string, opts Options) (*Template, error) {
-	t := &Template{name: name}
+	t := &Template{name: name, sem: make(chan struct{}, 1)}
 	// Hand text/template only the functions the source spells out (a name
 	// that is not in the text cannot be called). All of them is ~450 entries
 	// (Sprig twice, as NAME and sprig_NAME, plus the helpers) that it copies
@@ -121,31 +128,86 @@ type pass struct {
 	used    map[dep.Query]bool
 	order   []dep.Query
 	missing []Missing
+	bound   *bound
 }
 
-// Execute runs the template against src. Every query it makes is
+// Execute runs the template against src with no deadline; see ExecuteContext.
+func (t *Template) Execute(src dep.Source, notify chan<- struct{}) (*Result, error) {
+	return t.ExecuteContext(context.Background(), src, notify)
+}
+
+// ExecuteContext runs the template against src. Every query it makes is
 // subscribed with notify (nil: no subscription), so the caller hears about
 // changes to exactly what this pass used. Queries without data render as
 // empty values and are reported in Result.Missing.
-func (t *Template) Execute(src dep.Source, notify chan<- struct{}) (*Result, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	p := &pass{src: src, notify: notify, used: map[dep.Query]bool{}}
-	t.pass = p
-	defer func() { t.pass = nil }()
-	bindTemplateFuncs(t.tmpl) // fresh scratch, executeTemplate bound to this template
-	var buf bytes.Buffer
-	err := t.tmpl.Execute(&buf, nil)
-	res := &Result{Output: buf.Bytes(), Used: p.order, Missing: p.missing}
-	if err != nil {
-		return res, executeError(t.name, err)
+//
+// The execution is bounded: it stops when ctx ends (the error wraps
+// ErrCanceled and ctx's cause) and when its output would exceed
+// Options.MaxOutput (ErrOutputLimit). text/template has no context, so
+// the output writer, `loop` and every Consul lookup check ctx; and since a
+// template could still spin without calling any of them (a range over a
+// large number with an empty body), ExecuteContext returns as soon as ctx
+// ends in any case, leaving such an execution to finish in the background.
+func (t *Template) ExecuteContext(ctx context.Context, src dep.Source, notify chan<- struct{}) (*Result, error) {
+	select {
+	case t.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, t.canceled(ctx)
 	}
-	return res, nil
+	b, stop := newBound(ctx, t.opts.MaxOutput)
+	type outcome struct {
+		res *Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		defer func() { <-t.sem }()
+		defer stop()
+		p := &pass{src: src, notify: notify, used: map[dep.Query]bool{}, bound: b}
+		t.pass = p
+		defer func() { t.pass = nil }()
+		bindTemplateFuncs(t.tmpl, b) // fresh scratch, executeTemplate bound to this template
+		err := t.tmpl.Execute(b, nil)
+		if err == nil {
+			// A lookup that saw the cancellation returned no data; the
+			// output must not pass for complete.
+			err = b.check()
+		}
+		res := &Result{Output: b.buf, Used: p.order, Missing: p.missing}
+		if err != nil {
+			done <- outcome{res, executeError(t.name, err)}
+			return
+		}
+		done <- outcome{res, nil}
+	}()
+	select {
+	case o := <-done:
+		return o.res, o.err
+	case <-ctx.Done():
+		// Give an execution that noticed the cancellation a moment to
+		// return its own error (it says where it stopped).
+		select {
+		case o := <-done:
+			return o.res, o.err
+		case <-time.After(50 * time.Millisecond):
+			return nil, t.canceled(ctx)
+		}
+	}
+}
+
+func (t *Template) canceled(ctx context.Context) error {
+	return fmt.Errorf("%s: %w: %w", t.name, ErrCanceled, context.Cause(ctx))
 }
 
 // recall looks q up in the current pass's source, subscribing to it.
 func (t *Template) recall(q dep.Query) (any, bool) {
 	p := t.pass
+	if p.bound != nil && p.bound.ctx.Err() != nil {
+		// Stopped: subscribe to nothing more (the caller may already have
+		// unsubscribed this pass's queries) and let the writer end it.
+		p.bound.stopped.Store(true)
+		return nil, false
+	}
 	if !p.used[q] {
 		p.used[q] = true
 		p.order = append(p.order, q)

@@ -175,3 +175,39 @@ func TestRenderSnapshotReplays(t *testing.T) {
 		t.Fatalf("replay: exit %d\n%q\nwant the live output\n%q\n%s", code, replay, live, errs)
 	}
 }
+
+// TestRenderTimeoutStopsNestedLoops: `render -once -timeout` returns at
+// its timeout even when the template loops for hours, and so does a
+// cancelled context (what SIGTERM does); the error names the template and
+// nothing is written. Before, nested loops ignored both: only SIGKILL
+// stopped them.
+func TestRenderTimeoutStopsNestedLoops(t *testing.T) {
+	dir := t.TempDir()
+	fx := write(t, dir, "data.json", fixtureJSON)
+	src := write(t, dir, "nested.ctmpl", `{{ range loop 10000 }}{{ range loop 10000 }}{{ range loop 10000 }}{{ end }}{{ end }}{{ end }}`)
+	dest := filepath.Join(dir, "out")
+
+	start := time.Now()
+	code, _, errs := run(t, "render", "-data", fx, "-once", "-timeout", "500ms", "-template", src+":"+dest)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("-timeout 500ms returned after %v", took)
+	}
+	if code != 1 || !strings.Contains(errs, "nested.ctmpl") || !strings.Contains(errs, "canceled") {
+		t.Fatalf("exit %d, stderr %s", code, errs)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start = time.Now()
+	var out, errb bytes.Buffer
+	code = Run(ctx, []string{"render", "-data", fx, "-once", "-timeout", "1h", "-template", src + ":" + dest}, &out, &errb)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("cancel returned after %v", took)
+	}
+	if code == 0 || !strings.Contains(errb.String(), "nested.ctmpl") {
+		t.Fatalf("exit %d, stderr %s", code, errb.String())
+	}
+	if _, err := os.Stat(dest); err == nil {
+		t.Fatal("a stopped render wrote the destination")
+	}
+}

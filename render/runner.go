@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"reflect"
 	"strings"
@@ -121,6 +122,10 @@ type Stats struct {
 	Commands       int // reload commands and signals run
 	ReloadFailures int
 	Rollbacks      int // previous file put back after a failed reload
+	// WriteErrors counts renders that could not be written (disk full,
+	// permission denied, read-only filesystem); each is retried with
+	// backoff until the destination holds the current render.
+	WriteErrors int
 
 	// RenderTime is the total time spent executing complete renders
 	// (Renders of them), for an average render duration.
@@ -167,6 +172,7 @@ type unit struct {
 
 	tmplMu sync.Mutex
 	tmpl   *Template
+	text   []byte // the source as parsed by NewRunner: -watch-templates' baseline
 
 	used    map[dep.Query]any // queries of the last pass and the values they had
 	changed []string          // queries whose value changed before the last pass, for logs
@@ -183,13 +189,20 @@ func NewRunner(src dep.Source, cfgs []Config, opts RunnerOptions) (*Runner, erro
 	if opts.Out == nil {
 		opts.Out = os.Stdout
 	}
+	if err := CheckDestinations(cfgs); err != nil {
+		return nil, err
+	}
 	r := &Runner{src: src, opts: opts}
 	for _, c := range cfgs {
-		t, err := ParseFile(c.Source, c.Options)
+		text, err := os.ReadFile(c.Source)
+		if err != nil {
+			return nil, fmt.Errorf("template %s: %w", c.Source, err)
+		}
+		t, err := Parse(c.Source, string(text), c.Options)
 		if err != nil {
 			return nil, err
 		}
-		u := &unit{cfg: c, tmpl: t, notify: make(chan struct{}, 1), reload: make(chan struct{}, 1),
+		u := &unit{cfg: c, tmpl: t, text: text, notify: make(chan struct{}, 1), reload: make(chan struct{}, 1),
 			log: opts.Log.With().Str("template", c.Source).Str("destination", c.Destination).Logger()}
 		if b, err := os.ReadFile(c.Destination); err == nil {
 			u.last, u.have = b, true
@@ -255,19 +268,37 @@ func (r *Runner) Once(ctx context.Context) error {
 }
 
 func (r *Runner) once(ctx context.Context, u *unit) error {
+	var backoff writeBackoff
+	retry := time.NewTimer(0)
+	retry.Stop()
+	defer retry.Stop()
 	for {
-		res, err := r.execute(u)
+		res, err := r.execute(ctx, u)
 		if err != nil {
 			return err
 		}
+		var writeErr error
 		if res.Complete() {
-			return r.apply(ctx, u, res.Output)
+			err := r.apply(ctx, u, res.Output)
+			var we *WriteError
+			if !errors.As(err, &we) {
+				return err
+			}
+			writeErr = err
+			d := backoff.next()
+			u.log.Warn().Err(err).Dur("retry_in", d).Msg("write failed; the previous file stays, retrying")
+			retry.Reset(d)
 		}
 		select {
 		case <-ctx.Done():
+			if writeErr != nil {
+				return fmt.Errorf("%w (still failing when stopped: %w)", writeErr, context.Cause(ctx))
+			}
 			return r.missingError(u, res)
 		case <-u.notify:
+		case <-retry.C:
 		}
+		retry.Stop()
 	}
 }
 
@@ -305,30 +336,76 @@ func (r *Runner) Run(ctx context.Context) error {
 
 func (r *Runner) run(ctx context.Context, u *unit) {
 	defer r.unsubscribeAll(u)
+	var backoff writeBackoff
 	for {
-		res, err := r.execute(u)
+		res, err := r.execute(ctx, u)
+		retry := time.Duration(0)
 		switch {
+		case ctx.Err() != nil:
+			return
 		case err != nil:
 			u.log.Error().Err(err).Msg("template failed to execute; keeping the last good file")
 		case !res.Complete():
 			u.log.Info().Strs("waiting_for", missingStrings(res.Missing)).Msg("not rendering: data incomplete; keeping the last good file")
 		default:
-			if err := r.apply(ctx, u, res.Output); err != nil && ctx.Err() == nil {
+			err := r.apply(ctx, u, res.Output)
+			var we *WriteError
+			switch {
+			case err == nil || ctx.Err() != nil:
+			case errors.As(err, &we):
+				retry = backoff.next()
+				u.log.Warn().Err(err).Dur("retry_in", retry).Msg("write failed; the previous file stays, retrying")
+			default:
 				u.log.Error().Err(err).Msg("render not applied")
 			}
 		}
-		if !r.waitForChange(ctx, u) {
+		if retry == 0 {
+			backoff.reset()
+		}
+		if !r.waitForChange(ctx, u, retry) {
 			return
 		}
 	}
 }
 
+// writeBackoff spaces the retries of a failed write: exponential from
+// 250 ms to 10 s, each delay drawn in [d/2, d] so that a fleet whose disks
+// filled at once does not retry in lockstep. A retry is one render and one
+// stage attempt, so even the floor costs little.
+type writeBackoff struct{ n int }
+
+const (
+	writeRetryMin = 250 * time.Millisecond
+	writeRetryMax = 10 * time.Second
+)
+
+func (b *writeBackoff) next() time.Duration {
+	d := writeRetryMax
+	if b.n < 6 && writeRetryMin<<b.n < writeRetryMax {
+		d = writeRetryMin << b.n
+	}
+	b.n++
+	return d/2 + rand.N(d/2+1)
+}
+
+func (b *writeBackoff) reset() { b.n = 0 }
+
 // waitForChange blocks until a dependency or the template changed, then
-// lets the change settle for the Wait window. It reports false when ctx ends.
-func (r *Runner) waitForChange(ctx context.Context, u *unit) bool {
+// lets the change settle for the Wait window; or, when retry is non-zero,
+// until retry has passed (a failed write is retried without waiting for a
+// change). It reports false when ctx ends.
+func (r *Runner) waitForChange(ctx context.Context, u *unit, retry time.Duration) bool {
+	var retryC <-chan time.Time
+	if retry > 0 {
+		t := time.NewTimer(retry)
+		defer t.Stop()
+		retryC = t.C
+	}
 	select {
 	case <-ctx.Done():
 		return false
+	case <-retryC:
+		return true
 	case <-u.notify:
 	case <-u.reload:
 		r.reparse(u)
@@ -365,12 +442,12 @@ func (r *Runner) waitForChange(ctx context.Context, u *unit) bool {
 
 // execute runs the template, moves the subscriptions to what this pass
 // used and logs which data changed since the last pass.
-func (r *Runner) execute(u *unit) (*Result, error) {
+func (r *Runner) execute(ctx context.Context, u *unit) (*Result, error) {
 	u.tmplMu.Lock()
 	t := u.tmpl
 	u.tmplMu.Unlock()
 	start := time.Now()
-	res, err := t.Execute(r.src, u.notify)
+	res, err := t.ExecuteContext(ctx, r.src, u.notify)
 	took := time.Since(start)
 	if res == nil {
 		return nil, err
@@ -477,9 +554,15 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 		u.mu.Unlock()
 		return nil
 	}
+	writeErr := func(err error) error {
+		u.mu.Lock()
+		u.stats.WriteErrors++
+		u.mu.Unlock()
+		return &WriteError{Destination: u.cfg.Destination, Err: err}
+	}
 	staged, err := Stage(u.cfg.Destination, out, u.cfg.Perms)
 	if err != nil {
-		return err
+		return writeErr(err)
 	}
 	cmd, output, err := r.check(ctx, u, staged.Path())
 	if !u.cfg.Check.IsZero() {
@@ -496,7 +579,7 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 		return err
 	}
 	if err := staged.Commit(); err != nil {
-		return err
+		return writeErr(err)
 	}
 	prev, hadPrev := u.last, u.have
 	u.last, u.have = out, true

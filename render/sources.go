@@ -1,68 +1,125 @@
 package render
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 )
 
-// watchSources signals a unit's reload channel whenever its template file
-// is written, created or renamed into place. Directories are watched, not
-// files, because editors and config management replace files by rename.
+// watchSources signals a unit's reload channel whenever the content of its
+// template file changes, however it changed:
+//   - in-place writes (echo >>, editors that rewrite the file);
+//   - rename-over (vim, emacs, config management writing a temp file and
+//     renaming it onto the template);
+//   - directory-level swaps, as Kubernetes does for a mounted ConfigMap:
+//     the template is a symlink dir/t -> ..data/t, and an update points
+//     ..data at a new timestamped directory with one rename; the template's
+//     own name sees no event at all.
+//
+// So it watches directories, not names: the template's directory and the
+// directory its symlinks resolve to (re-resolved after every burst, since a
+// swap moves it). Any event there, once the directory has been quiet for
+// settle, makes it re-read each template and compare the bytes with what
+// was last parsed: events for unrelated files (the destination written
+// next to its template, editors' swap files) cost one read and no reload.
 func (r *Runner) watchSources(ctx context.Context) (stop func(), err error) {
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, fmt.Errorf("watch templates: %w", err)
 	}
-	byPath := map[string][]*unit{}
+	type source struct {
+		u      *unit
+		abs    string
+		last   []byte // content of the last parse
+		warned bool   // unreadable, already said so
+	}
+	var sources []*source
 	for _, u := range r.units {
 		abs, err := filepath.Abs(u.cfg.Source)
 		if err != nil {
 			fw.Close()
 			return nil, fmt.Errorf("watch template %s: %w", u.cfg.Source, err)
 		}
-		if len(byPath[abs]) == 0 {
-			if err := fw.Add(filepath.Dir(abs)); err != nil {
-				fw.Close()
-				return nil, fmt.Errorf("watch template %s: %w", u.cfg.Source, err)
+		sources = append(sources, &source{u: u, abs: abs, last: u.text})
+	}
+	watched := map[string]bool{}
+	// rewatch makes the watched set the directories the templates live in now.
+	rewatch := func(first bool) error {
+		want := map[string]bool{}
+		for _, s := range sources {
+			want[filepath.Dir(s.abs)] = true
+			if real, err := filepath.EvalSymlinks(s.abs); err == nil {
+				want[filepath.Dir(real)] = true
 			}
 		}
-		byPath[abs] = append(byPath[abs], u)
+		for d := range want {
+			if watched[d] {
+				continue
+			}
+			if err := fw.Add(d); err != nil {
+				if first {
+					return fmt.Errorf("watch template directory %s: %w", d, err)
+				}
+				r.opts.Log.Warn().Err(err).Str("directory", d).Msg("cannot watch template directory")
+				continue
+			}
+			watched[d] = true
+		}
+		for d := range watched {
+			if !want[d] {
+				fw.Remove(d) // may be gone already (a ConfigMap's old timestamped directory)
+				delete(watched, d)
+			}
+		}
+		return nil
+	}
+	if err := rewatch(true); err != nil {
+		fw.Close()
+		return nil, err
 	}
 	// An editor's save is several events (truncate, write, rename); reading
-	// at the first one would parse a half-written file. Reparse once the
-	// file has been quiet for settle.
+	// at the first one could see a half-written file. Compare once the
+	// directories have been quiet for settle.
 	const settle = 100 * time.Millisecond
-	timers := map[*unit]*time.Timer{}
+	settled := make(chan struct{}, 1)
+	timer := time.AfterFunc(time.Hour, func() { signal(settled) })
+	timer.Stop()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		defer func() {
-			for _, t := range timers {
-				t.Stop()
-			}
-		}()
+		defer timer.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case ev, ok := <-fw.Events:
+			case _, ok := <-fw.Events:
 				if !ok {
 					return
 				}
-				if !ev.Has(fsnotify.Write) && !ev.Has(fsnotify.Create) && !ev.Has(fsnotify.Rename) {
-					continue
-				}
-				for _, u := range byPath[filepath.Clean(ev.Name)] {
-					if t, ok := timers[u]; ok {
-						t.Reset(settle)
-					} else {
-						timers[u] = time.AfterFunc(settle, func() { signal(u.reload) })
+				timer.Reset(settle)
+			case <-settled:
+				for _, s := range sources {
+					b, err := os.ReadFile(s.abs)
+					if err != nil {
+						if !s.warned {
+							s.u.log.Warn().Err(err).Msg("template file unreadable; keeping the previous template")
+						}
+						s.warned = true
+						continue
 					}
+					s.warned = false
+					if bytes.Equal(b, s.last) {
+						continue
+					}
+					s.last = b
+					signal(s.u.reload)
 				}
+				rewatch(false)
 			case err, ok := <-fw.Errors:
 				if !ok {
 					return

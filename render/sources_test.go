@@ -2,6 +2,7 @@ package render
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,4 +70,114 @@ func TestWatchTemplates(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("v4 2")
+}
+
+// TestWatchTemplatesFollowsSwaps: the ways a template file really changes
+// on disk, each with real files. The Kubernetes ConfigMap swap (the
+// template is a symlink through ..data, and an update re-points ..data at
+// a new directory with one rename) produced no event for the template's
+// name, so before this it was missed; the others are regressions guards.
+func TestWatchTemplatesFollowsSwaps(t *testing.T) {
+	type layout struct {
+		tmpl   string                       // path given to the runner
+		update func(t *testing.T, v string) // writes the template text v
+	}
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, dir string) layout
+	}{
+		{"configmap ..data swap", func(t *testing.T, dir string) layout {
+			n := 0
+			version := func(text string) {
+				n++
+				ts := filepath.Join(dir, "..2026_12_01_00_00_0"+string(rune('0'+n)))
+				must(t, os.Mkdir(ts, 0o755))
+				must(t, os.WriteFile(filepath.Join(ts, "t.ctmpl"), []byte(text), 0o644))
+				must(t, os.Symlink(filepath.Base(ts), filepath.Join(dir, "..data_tmp")))
+				old, _ := os.Readlink(filepath.Join(dir, "..data"))
+				must(t, os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
+				if old != "" {
+					must(t, os.RemoveAll(filepath.Join(dir, old)))
+				}
+			}
+			version(`v1 {{ len (service "web") }}`)
+			must(t, os.Symlink("..data/t.ctmpl", filepath.Join(dir, "t.ctmpl")))
+			return layout{filepath.Join(dir, "t.ctmpl"), func(t *testing.T, v string) { version(v) }}
+		}},
+		{"rename over", func(t *testing.T, dir string) layout {
+			p := filepath.Join(dir, "t.ctmpl")
+			must(t, os.WriteFile(p, []byte(`v1 {{ len (service "web") }}`), 0o644))
+			return layout{p, func(t *testing.T, v string) {
+				tmp := filepath.Join(dir, "t.ctmpl~")
+				must(t, os.WriteFile(tmp, []byte(v), 0o644))
+				must(t, os.Rename(tmp, p))
+			}}
+		}},
+		{"in place", func(t *testing.T, dir string) layout {
+			p := filepath.Join(dir, "t.ctmpl")
+			must(t, os.WriteFile(p, []byte(`v1 {{ len (service "web") }}`), 0o644))
+			return layout{p, func(t *testing.T, v string) {
+				f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+				must(t, err)
+				_, err = f.WriteString(v)
+				must(t, err)
+				must(t, f.Close())
+			}}
+		}},
+		{"symlink to a file elsewhere, edited in place", func(t *testing.T, dir string) layout {
+			other := t.TempDir()
+			target := filepath.Join(other, "real.ctmpl")
+			must(t, os.WriteFile(target, []byte(`v1 {{ len (service "web") }}`), 0o644))
+			p := filepath.Join(dir, "t.ctmpl")
+			must(t, os.Symlink(target, p))
+			return layout{p, func(t *testing.T, v string) { must(t, os.WriteFile(target, []byte(v), 0o644)) }}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newMapSource()
+			src.set(svcQuery(t, "web"), instances("web", "127.0.0.1"))
+			dir := t.TempDir()
+			l := tc.setup(t, dir)
+			dest := filepath.Join(dir, "out") // beside the template: its writes are events too
+			r, err := NewRunner(src, []Config{{Source: l.tmpl, Destination: dest}}, RunnerOptions{
+				Commands: &proc.Runner{}, WatchTemplates: true, Log: zerolog.Nop()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { r.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			expect := func(want string) {
+				t.Helper()
+				testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+					got := readFile(t, dest)
+					return got == want, got
+				})
+			}
+			expect("v1 1")
+			for _, v := range []string{"v2", "v3"} {
+				l.update(t, v+` {{ len (service "web") }}`)
+				expect(v + " 1")
+			}
+			// Writing the destination (an event in the same directory) does
+			// not make a reload: only a content change does.
+			src.set(svcQuery(t, "web"), instances("web", "127.0.0.1", "127.0.0.2"))
+			expect("v3 2")
+			testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+				s := r.Stats()[0]
+				return s.Writes == 4, fmt.Sprintf("%+v", s)
+			})
+			if s := r.Stats()[0]; s.Renders != 4 {
+				t.Fatalf("stats %+v, want 4 renders: one per version and one for the data change", s)
+			}
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }

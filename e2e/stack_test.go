@@ -42,8 +42,29 @@ func (s *stack) startCustomers(consul *testenv.Consul, drain time.Duration) *bac
 		"CONSUL_HTTP_ADDR=" + consul.HTTPAddr,
 		"DRAIN_SECONDS=" + strconv.FormatFloat(drain.Seconds(), 'f', -1, 64),
 	}, serviceEnv...)
-	ap := s.start(fmt.Sprintf("customers-%d", port), filepath.Join(repoRoot, "examples/customers/autopilot.json"), env, customersBin)
+	ap := s.start(fmt.Sprintf("customers-%d", port), customersConfig(s.t, port), env, customersBin)
 	return &backend{ap: ap, port: port}
+}
+
+// customersConfig is examples/customers/autopilot.json with an explicit
+// service ID per port. Without templates the config reads as ContainerPilot
+// 2, whose default ID is NAME-HOSTNAME: one per container, but here every
+// instance runs on this one host, as no container would.
+func customersConfig(t *testing.T, port int) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "examples/customers/autopilot.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), `"name": "customers",`, fmt.Sprintf(`"name": "customers", "id": "customers-vm-%d",`, port), 1)
+	if s == string(b) {
+		t.Fatal(`examples/customers/autopilot.json has changed: no "name": "customers", to add an id to`)
+	}
+	p := filepath.Join(t.TempDir(), "autopilot.json")
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // passing lists the host:port of the passing instances of service name.

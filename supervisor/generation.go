@@ -53,6 +53,13 @@ func (s *Supervisor) build(cfg *config.Config, n int) (*generation, error) {
 		g.router.onEvent = func(k eventKey) { f(k.source, k.event) }
 	}
 	host, _ := os.Hostname()
+	hostAddrs, err := config.HostAddrs()
+	if err != nil {
+		return nil, err
+	}
+	if v := cfg.PIDEnvVar(); v != "AUTOPILOT_APP_PID" {
+		g.env[v] = strconv.Itoa(os.Getpid()) // ContainerPilot's: the supervisor's own PID
+	}
 	var ids []string
 	for _, jc := range cfg.Jobs {
 		if jc.Name == "" {
@@ -76,20 +83,19 @@ func (s *Supervisor) build(cfg *config.Config, n int) (*generation, error) {
 			g.readyMax = max(g.readyMax, jc.Health.TTL, 2*jc.Health.Interval)
 		}
 		if jc.Port > 0 {
-			addr, err := resolveAddress(jc.Interfaces)
+			ip, err := config.ResolveAddress(jc.Interfaces, hostAddrs)
 			if err != nil {
 				return nil, fmt.Errorf("job %s: %w", jc.Name, err)
 			}
+			addr := ip.String()
+			// The dialect's variable, and autopilot's in every dialect.
+			g.env[cfg.IPEnvVar(jc.Name)] = addr
 			g.env[EnvName(jc.Name)] = addr
-			g.env[cpEnvName(jc.Name)] = addr
 			if jc.Health == nil {
 				s.log.Warn().Str("job", jc.Name).Msg("a port without a health check: not registered in Consul")
 				continue
 			}
-			id := jc.ID
-			if id == "" {
-				id = serviceID(cfg.Dialect, jc, host)
-			}
+			id := cfg.ServiceID(&jc, host)
 			j.svc = &service{
 				def: consul.Service{
 					ID: id, Name: jc.Name, Address: addr, Port: jc.Port, Tags: jc.Tags,
@@ -158,25 +164,10 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
-// serviceID is the default service ID of a job, as the config's dialect
-// names it, so that a migrated container does not register twice:
-// ContainerPilot's NAME-HOSTNAME, autopilot's NAME-HOSTNAME-PORT.
-func serviceID(d config.Dialect, jc config.Job, host string) string {
-	if d == config.Autopilot {
-		return jc.Name + "-" + host + "-" + strconv.Itoa(jc.Port)
-	}
-	return jc.Name + "-" + host
-}
-
 // EnvName is the AUTOPILOT_<SERVICE>_IP variable name for a service.
-func EnvName(service string) string { return envName("AUTOPILOT_", service) }
-
-// cpEnvName is ContainerPilot's CONTAINERPILOT_<SERVICE>_IP.
-func cpEnvName(service string) string { return envName("CONTAINERPILOT_", service) }
-
-func envName(prefix, service string) string {
+func EnvName(service string) string {
 	var b strings.Builder
-	b.WriteString(prefix)
+	b.WriteString("AUTOPILOT_")
 	for _, r := range strings.ToUpper(service) {
 		if r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
 			b.WriteRune(r)

@@ -102,22 +102,20 @@ func TestHelperProcess(t *testing.T) {
 	switch mode {
 	case "supervise": // supervise CONFIG CONSUL -- ARGV...: the supervisor itself
 		log := zerolog.New(os.Stderr).Level(zerolog.DebugLevel).With().Timestamp().Logger()
-		cfg, err := Load(args[0], os.LookupEnv)
+		argv := args[3:]
+		load := func() (*config.Config, error) {
+			c, err := config.Load(args[0], os.LookupEnv)
+			if err != nil {
+				return nil, err
+			}
+			return c.WithApp(argv)
+		}
+		cfg, err := load()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(ExitConfig)
 		}
-		argv := args[3:]
-		sv, err := New(cfg.Model(argv), Options{
-			Consul: args[1], Log: log, WatchOptions: watchOpts,
-			Load: func() (*config.Config, error) {
-				c, err := Load(args[0], os.LookupEnv)
-				if err != nil {
-					return nil, err
-				}
-				return c.Model(argv), nil
-			},
-		})
+		sv, err := New(cfg, Options{Consul: args[1], Log: log, WatchOptions: watchOpts, Load: load})
 		if err != nil {
 			log.Error().Err(err).Msg("cannot run the config")
 			os.Exit(ExitError)

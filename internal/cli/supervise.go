@@ -43,17 +43,22 @@ func parseSuperviseFlags(name string, args []string, stderr io.Writer) (*supervi
 	return f, fs.Args(), nil
 }
 
-// loadConfig loads the config named by spec; no spec is an empty config
+// loadConfig loads the config named by spec (any dialect) and gives it argv
+// as its Main job (see config.WithApp); no spec is an empty config
 // (autopilot then is a plain init: reaping, signals, exit codes).
-func loadConfig(spec string) (*supervisor.Config, error) {
+func loadConfig(spec string, argv []string) (*config.Config, error) {
+	var c *config.Config
+	var err error
 	if spec == "" {
-		c, err := supervisor.Parse([]byte("{}"), "empty config", os.LookupEnv)
-		if err == nil {
-			c.Dir, _ = os.Getwd()
-		}
-		return c, err
+		wd, _ := os.Getwd()
+		c, err = config.ParseDir([]byte("{}"), "empty config", wd, os.LookupEnv)
+	} else {
+		c, err = config.Load(spec, os.LookupEnv)
 	}
-	return supervisor.Load(spec, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	return c.WithApp(argv)
 }
 
 // runSupervisor runs the config's jobs under the supervisor. A command on
@@ -81,20 +86,22 @@ func runSupervisorAs(ctx context.Context, name string, args []string, stdout, st
 		}
 		return runControl(ctx, name, f.config, &f.ctl, stdout, stderr)
 	}
-	cfg, err := loadConfig(f.config)
+	model, err := loadConfig(f.config, argv)
 	if err != nil {
 		fmt.Fprintf(stderr, "autopilot: %v\n", err)
 		return exitUsage
 	}
-	model := cfg.Model(argv)
 	if !hasProcess(model) {
 		fmt.Fprintln(stderr, "autopilot: no command to run")
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
 	// Logs to a broken pipe are dropped rather than fatal (see supervisor.DropEPIPE).
-	logw := supervisor.DropEPIPE(stderr)
-	log, err := supervisorLogger(logw, cfg.Logging)
+	logOut := stderr
+	if model.Logging.Output == "stdout" {
+		logOut = stdout
+	}
+	log, err := supervisorLogger(supervisor.DropEPIPE(logOut), model.Logging)
 	if err != nil {
 		fmt.Fprintf(stderr, "autopilot: %v\n", err)
 		return exitUsage
@@ -102,13 +109,7 @@ func runSupervisorAs(ctx context.Context, name string, args []string, stdout, st
 	opts := supervisor.Options{Consul: f.consul, Stdout: stdout, Stderr: stderr, Log: log}
 	if f.config != "" {
 		spec := f.config
-		opts.Load = func() (*config.Config, error) {
-			c, err := supervisor.Load(spec, os.LookupEnv)
-			if err != nil {
-				return nil, err
-			}
-			return c.Model(argv), nil
-		}
+		opts.Load = func() (*config.Config, error) { return loadConfig(spec, argv) }
 	}
 	s, err := supervisor.New(model, opts)
 	if err != nil {
@@ -129,7 +130,7 @@ func hasProcess(cfg *config.Config) bool {
 }
 
 // supervisorLogger is JSON on w by default, or console text.
-func supervisorLogger(w io.Writer, l supervisor.Logging) (zerolog.Logger, error) {
+func supervisorLogger(w io.Writer, l config.Logging) (zerolog.Logger, error) {
 	if l.Format == "text" {
 		return consoleLogger(w, l.Level)
 	}
@@ -161,17 +162,17 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "autopilot check: -config FILE is required")
 		return exitUsage
 	}
-	cfg, err := supervisor.Load(f.config, os.LookupEnv)
+	cfg, err := config.Load(f.config, os.LookupEnv)
 	if err != nil {
 		fmt.Fprintf(stderr, "autopilot check: %v\n", err)
 		return exitUsage
 	}
 	for i, t := range cfg.Templates {
-		if _, err := render.ParseFile(cfg.TemplatePath(t), render.Options{MinInstances: t.MinInstances}); err != nil {
+		if _, err := render.ParseFile(t.Source, render.Options{MinInstances: t.MinInstances}); err != nil {
 			fmt.Fprintf(stderr, "autopilot check: %s: templates[%d]: %v\n", cfg.Name, i, err)
 			return exitUsage
 		}
 	}
-	fmt.Fprintf(stdout, "OK %s: %d services, %d backends, %d templates\n", cfg.Name, len(cfg.Services), len(cfg.Backends), len(cfg.Templates))
+	fmt.Fprintf(stdout, "OK %s: %d jobs, %d watches, %d templates\n", cfg.Name, len(cfg.Jobs), len(cfg.Watches), len(cfg.Templates))
 	return exitOK
 }

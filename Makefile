@@ -31,6 +31,7 @@ lint: ## gofmt and go vet
 
 fuzz: ## run each fuzz target for 20s
 	$(GO) test -run '^$$' -fuzz FuzzParseService -fuzztime 20s ./internal/dep/
+	$(GO) test -run '^$$' -fuzz FuzzDecoder -fuzztime 20s ./internal/dep/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./internal/fixture/
 
 demo: build ## run the demo stack (Consul, customers, sales, nginx) on loopback

@@ -44,45 +44,67 @@ func serviceEntries(n int) []*api.ServiceEntry {
 // with 10, 1,000 and 10,000 instances, served from memory over loopback:
 // HTTP, JSON decoding and conversion to template values, plus the
 // comparison with the previous answer the loop makes before publishing.
+// The server alternates two answers that differ in one instance (a change),
+// and the fetch either decodes incrementally (the watcher's path: only the
+// changed instance is decoded) or decodes everything (a fresh decoder).
 func BenchmarkFetchHealthService(b *testing.B) {
 	q, err := dep.ParseService("web")
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, n := range []int{10, 1000, 10000} {
-		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
-			body, err := json.Marshal(serviceEntries(n))
-			if err != nil {
-				b.Fatal(err)
-			}
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Content-Type", "application/json")
-				w.Header().Set("X-Consul-Index", "42")
-				w.Write(body)
-			}))
-			defer srv.Close()
-			client, err := NewClient(srv.URL)
-			if err != nil {
-				b.Fatal(err)
-			}
-			w := NewWatcher(context.Background(), client, WatchOptions{}, zerolog.Nop())
-			defer w.Close()
-			prev, _, err := w.fetch(context.Background(), q, 0, time.Second)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.SetBytes(int64(len(body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				v, _, err := w.fetch(context.Background(), q, 0, time.Second)
+		entries := serviceEntries(n)
+		body0, err := json.Marshal(entries)
+		if err != nil {
+			b.Fatal(err)
+		}
+		entries[n/2].Service.Port++
+		body1, err := json.Marshal(entries)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, mode := range []string{"incremental", "full"} {
+			b.Run(fmt.Sprintf("instances=%d/%s", n, mode), func(b *testing.B) {
+				var hits int
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Content-Type", "application/json")
+					w.Header().Set("X-Consul-Index", "42")
+					hits++
+					if hits%2 == 0 {
+						w.Write(body0)
+					} else {
+						w.Write(body1)
+					}
+				}))
+				defer srv.Close()
+				client, err := NewClient(srv.URL)
 				if err != nil {
 					b.Fatal(err)
 				}
-				if !reflect.DeepEqual(prev, v) {
-					b.Fatal("answers differ")
+				w := NewWatcher(context.Background(), client, WatchOptions{}, zerolog.Nop())
+				defer w.Close()
+				f := &fetcher{dec: dep.NewDecoder(q)}
+				prev, _, err := w.fetch(context.Background(), q, f, 0, time.Second)
+				if err != nil {
+					b.Fatal(err)
 				}
-			}
-		})
+				b.SetBytes(int64(len(body0)))
+				b.ReportAllocs()
+				for b.Loop() {
+					if mode == "full" {
+						f.dec = dep.NewDecoder(q)
+					}
+					v, _, err := w.fetch(context.Background(), q, f, 0, time.Second)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if reflect.DeepEqual(prev, v) {
+						b.Fatal("answers should differ")
+					}
+					prev = v
+				}
+			})
+		}
 	}
 }
 

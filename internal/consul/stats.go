@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Endpoints named in Stats.
+// Endpoints named in Stats. A watch's endpoint is its dep.Kind's String.
 const (
 	EndpointHealthService   = "health.service"
 	EndpointCatalogServices = "catalog.services"

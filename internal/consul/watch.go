@@ -1,8 +1,8 @@
 package consul
 
 import (
+	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/consul/api"
 	"github.com/rs/zerolog"
 
 	"github.com/autopilot/autopilot/internal/dep"
@@ -227,7 +226,7 @@ func (w *Watcher) Watches() []WatchInfo {
 	for q, wt := range w.watches {
 		n := 0
 		if wt.ok {
-			n = size(wt.value)
+			n = q.Size(wt.value)
 		}
 		c := wt.counts
 		out = append(out, WatchInfo{Query: q.String(), Subscribers: len(wt.subs), Instances: n,
@@ -301,6 +300,7 @@ func (w *Watcher) setState(wt *watch, index uint64, held bool) {
 // when they end; every one is counted in the client's Stats.
 func (w *Watcher) loop(ctx context.Context, wt *watch) {
 	log := w.log.With().Str("query", wt.q.String()).Logger()
+	f := &fetcher{dec: dep.NewDecoder(wt.q)}
 	var (
 		index     uint64
 		last      any
@@ -321,7 +321,7 @@ func (w *Watcher) loop(ctx context.Context, wt *watch) {
 			}
 		}
 		w.requests.Add(1)
-		v, newIndex, err := w.fetch(ctx, wt.q, index, waitTime)
+		v, newIndex, err := w.fetch(ctx, wt.q, f, index, waitTime)
 		if ctx.Err() != nil {
 			return
 		}
@@ -372,7 +372,7 @@ func (w *Watcher) loop(ctx context.Context, wt *watch) {
 		case !changed:
 			heldSince = time.Time{}
 			suspect = false
-		case have && suspect && w.opts.RecoveryGrace > 0 && dep.Empty(v) && !dep.Empty(last):
+		case have && suspect && w.opts.RecoveryGrace > 0 && wt.q.IsEmpty(v) && !wt.q.IsEmpty(last):
 			if heldSince.IsZero() {
 				heldSince = time.Now()
 				w.client.stats.heldEmpty()
@@ -401,112 +401,49 @@ func (w *Watcher) loop(ctx context.Context, wt *watch) {
 	}
 }
 
-// fetch runs one blocking query and converts the answer to template values.
-// Its deadline is the wait plus Consul's jitter (wait/16) plus the client's
-// CallTimeout for the answer to travel: an agent that hangs (SIGSTOP, a stuck
-// server) fails the request instead of holding the loop forever.
-func (w *Watcher) fetch(ctx context.Context, q dep.Query, index uint64, wait time.Duration) (any, uint64, error) {
-	endpoint := endpointOf(q.Kind)
+// fetch runs one blocking query and decodes the answer into template
+// values, through the watch's incremental decoder. Its deadline is the wait
+// plus Consul's jitter (wait/16) plus the client's CallTimeout for the answer
+// to travel: an agent that hangs (SIGSTOP, a stuck server) fails the request
+// instead of holding the loop forever.
+func (w *Watcher) fetch(ctx context.Context, q dep.Query, f *fetcher, index uint64, wait time.Duration) (any, uint64, error) {
+	endpoint := q.Kind.String()
 	if q.Kind == dep.KindCatalogNode && q.Name == "" {
-		name, err := w.agent.NodeName(ctx)
-		if err != nil {
-			return nil, 0, fmt.Errorf("%s: local node name: %w", q, err)
+		if f.node == "" {
+			name, err := w.agent.NodeName(ctx)
+			if err != nil {
+				return nil, 0, fmt.Errorf("%s: local node name: %w", q, err)
+			}
+			f.node = name
 		}
-		q.Name = name
+		q.Name = f.node
 	}
 	deadline := wait + wait/16 + w.client.opts.CallTimeout
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 	start := time.Now()
-	v, index, err := w.fetchOnce(ctx, q, index, wait)
+	a, err := w.client.get(ctx, q, queryOptions{index: index, wait: wait, stale: w.opts.Stale}, &f.buf)
 	if w.client.stats.request(endpoint, err, true, time.Since(start)) == OutcomeTimeout {
 		err = fmt.Errorf("no answer within %s: %w", deadline, err)
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", q, err)
 	}
-	return v, index, nil
-}
-
-func (w *Watcher) fetchOnce(ctx context.Context, q dep.Query, index uint64, wait time.Duration) (any, uint64, error) {
-	opts := (&api.QueryOptions{
-		Datacenter: q.DC,
-		AllowStale: w.opts.Stale,
-		WaitIndex:  index,
-		WaitTime:   wait,
-		Near:       q.Near,
-	}).WithContext(ctx)
-	var (
-		v    any
-		meta *api.QueryMeta
-		err  error
-	)
-	c := w.client.api
-	switch q.Kind {
-	case dep.KindHealthService:
-		var entries []*api.ServiceEntry
-		entries, meta, err = c.Health().Service(q.Name, q.Tag, q.PassingOnly(), opts)
-		v = dep.FromServiceEntries(q, entries)
-	case dep.KindCatalogServices:
-		var m map[string][]string
-		m, meta, err = c.Catalog().Services(opts)
-		v = dep.FromCatalogServices(m)
-	case dep.KindKVGet:
-		var p *api.KVPair
-		p, meta, err = c.KV().Get(q.Name, opts)
-		v = dep.FromKVPair(q.Name, p)
-	case dep.KindKVList:
-		var ps api.KVPairs
-		ps, meta, err = c.KV().List(q.Name, opts)
-		v = dep.FromKVPairs(q.Name, ps)
-	case dep.KindCatalogNode:
-		var n *api.CatalogNode
-		n, meta, err = c.Catalog().Node(q.Name, opts)
-		v = dep.FromCatalogNode(n)
-	case dep.KindCatalogNodes:
-		var ns []*api.Node
-		ns, meta, err = c.Catalog().Nodes(opts)
-		v = dep.FromNodes(ns)
-	default:
-		return nil, 0, errors.New("unsupported query kind")
+	v, err := f.dec.Decode(a.body)
+	if f.buf.Cap() > 4*f.buf.Len() && f.buf.Cap() > 1<<20 {
+		f.buf = bytes.Buffer{} // the service shrank a lot: let the big buffer go
 	}
 	if err != nil {
 		return nil, 0, err
 	}
-	if meta == nil {
-		return nil, 0, errors.New("no query metadata in answer")
-	}
-	return v, meta.LastIndex, nil
+	return v, a.index, nil
 }
 
-// endpointOf names a query kind's endpoint in Stats.
-func endpointOf(k dep.Kind) string {
-	switch k {
-	case dep.KindHealthService:
-		return EndpointHealthService
-	case dep.KindCatalogServices:
-		return EndpointCatalogServices
-	case dep.KindKVGet:
-		return EndpointKVGet
-	case dep.KindKVList:
-		return EndpointKVList
-	case dep.KindCatalogNode:
-		return EndpointCatalogNode
-	case dep.KindCatalogNodes:
-		return EndpointCatalogNodes
-	}
-	return k.String()
-}
-
-// size is how many elements a value holds, for WatchInfo.Instances.
-func size(v any) int {
-	if dep.Empty(v) {
-		return 0
-	}
-	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice || rv.Kind() == reflect.Map {
-		return rv.Len()
-	}
-	return 1
+// fetcher is one watch loop's reusable fetch state.
+type fetcher struct {
+	dec  *dep.Decoder
+	buf  bytes.Buffer
+	node string // the local node's name, for `node` without a name
 }
 
 // backoff is exponential from min to max with full jitter on the upper half,

@@ -21,19 +21,8 @@ const (
 )
 
 func (k Kind) String() string {
-	switch k {
-	case KindHealthService:
-		return "health.service"
-	case KindCatalogServices:
-		return "catalog.services"
-	case KindKVGet:
-		return "kv.get"
-	case KindKVList:
-		return "kv.list"
-	case KindCatalogNode:
-		return "catalog.node"
-	case KindCatalogNodes:
-		return "catalog.nodes"
+	if s := k.spec(); s != nil {
+		return s.name
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -84,27 +73,8 @@ func (q Query) String() string {
 	if q.DC != "" {
 		at = "@" + q.DC
 	}
-	switch q.Kind {
-	case KindHealthService:
-		s := q.Name
-		if q.Tag != "" {
-			s = q.Tag + "." + s
-		}
-		s += at
-		if q.Near != "" {
-			s += "~" + q.Near
-		}
-		return fmt.Sprintf("service %q", s+"|"+q.Filter)
-	case KindCatalogServices:
-		return fmt.Sprintf("services %q", at)
-	case KindKVGet:
-		return fmt.Sprintf("key %q", q.Name+at)
-	case KindKVList:
-		return fmt.Sprintf("tree %q", q.Name+at)
-	case KindCatalogNode:
-		return fmt.Sprintf("node %q", q.Name+at)
-	case KindCatalogNodes:
-		return fmt.Sprintf("nodes %q", at)
+	if s := q.Kind.spec(); s != nil {
+		return s.format(q, at)
 	}
 	return q.Kind.String()
 }

@@ -1,0 +1,272 @@
+package dep
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// randEntry is one random instance of service web; the rng decides the
+// fields that vary between answers (address, port, tags, meta, checks).
+func randEntry(r *rand.Rand, i int) *api.ServiceEntry {
+	node := fmt.Sprintf("node-%d", r.IntN(8)) // several instances per node
+	id := fmt.Sprintf("web-%d", i)
+	statuses := []string{api.HealthPassing, api.HealthPassing, api.HealthPassing, api.HealthWarning, api.HealthCritical, api.HealthMaint}
+	addr := ""
+	if r.IntN(3) > 0 {
+		addr = fmt.Sprintf("10.0.%d.%d", r.IntN(4), r.IntN(250))
+	}
+	tags := []string{"b", "a", "c", "prod", "v1"}[:r.IntN(5)]
+	r.Shuffle(len(tags), func(i, j int) { tags[i], tags[j] = tags[j], tags[i] })
+	e := &api.ServiceEntry{
+		Node: &api.Node{ID: node + "-id", Node: node, Address: "127.0.0." + fmt.Sprint(r.IntN(9)+1), Datacenter: "dc1",
+			TaggedAddresses: map[string]string{"lan": "127.0.0.1"}, Meta: map[string]string{"rack": fmt.Sprint(r.IntN(3))}},
+		Service: &api.AgentService{ID: id, Service: "web", Tags: slices.Clone(tags), Address: addr, Port: 8000 + r.IntN(100),
+			Meta: map[string]string{"weight": fmt.Sprint(r.IntN(3))}, Weights: api.AgentWeights{Passing: 1, Warning: 1}},
+		Checks: api.HealthChecks{
+			{Node: node, CheckID: "serfHealth", Name: "Serf Health Status", Status: api.HealthPassing},
+			{Node: node, CheckID: "service:" + id, Name: "web", Status: statuses[r.IntN(len(statuses))], ServiceID: id, ServiceName: "web",
+				Output: fmt.Sprint("out ", r.IntN(4))},
+		},
+	}
+	return e
+}
+
+// mutate changes an answer the ways a service changes: instances added,
+// removed, modified (a new check status, port, tags), the order shuffled,
+// or everything replaced (an index reset after an agent restart).
+func mutate(r *rand.Rand, es []*api.ServiceEntry, next *int) []*api.ServiceEntry {
+	es = slices.Clone(es)
+	switch op := r.IntN(10); {
+	case op < 3 || len(es) == 0:
+		for range r.IntN(3) + 1 {
+			*next++
+			es = slices.Insert(es, r.IntN(len(es)+1), randEntry(r, *next))
+		}
+	case op < 5:
+		i := r.IntN(len(es))
+		es = slices.Delete(es, i, min(len(es), i+1+r.IntN(2)))
+	case op < 8:
+		i := r.IntN(len(es))
+		fresh := randEntry(r, 0)
+		fresh.Service.ID, fresh.Checks[1].ServiceID = es[i].Service.ID, es[i].Service.ID
+		es[i] = fresh
+	case op < 9:
+		r.Shuffle(len(es), func(i, j int) { es[i], es[j] = es[j], es[i] })
+	default:
+		es = es[:0]
+		for range r.IntN(20) {
+			*next++
+			es = append(es, randEntry(r, *next))
+		}
+	}
+	return es
+}
+
+// TestDecoderMatchesFullDecode feeds randomised sequences of answers to the
+// incremental decoder and checks every value against a whole decode of the
+// same bytes, for each health filter, ~near (Consul's order kept) and both
+// JSON forms (a server's compact, a dev agent's indented). It also checks
+// that a value already handed out is never changed by a later answer (the
+// decoder shares elements between answers) and that an unchanged answer
+// decodes nothing.
+func TestDecoderMatchesFullDecode(t *testing.T) {
+	queries := []string{"web", "web|critical,warning", "web~_agent|any"}
+	for _, qs := range queries {
+		for _, indent := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/indent=%v", qs, indent), func(t *testing.T) {
+				q, err := ParseService(qs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := rand.New(rand.NewPCG(uint64(len(qs)), 7))
+				marshal := func(es []*api.ServiceEntry) []byte {
+					var b []byte
+					if indent {
+						b, err = json.MarshalIndent(es, "", "    ")
+					} else {
+						b, err = json.Marshal(es)
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					return b
+				}
+				d := NewDecoder(q)
+				next := 0
+				var es []*api.ServiceEntry
+				var handed []any   // values returned so far
+				var expected []any // their whole decodes
+				for step := range 100 {
+					if step%7 != 6 { // every 7th answer repeats the previous bytes
+						es = mutate(r, es, &next)
+					}
+					body := marshal(es)
+					got, err := d.Decode(body)
+					if err != nil {
+						t.Fatalf("step %d: %v", step, err)
+					}
+					want, err := Decode(q, body)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !reflect.DeepEqual(got, want) {
+						t.Fatalf("step %d: incremental decode differs from the whole decode\ngot  %s\nwant %s", step, js(got), js(want))
+					}
+					if step%7 == 6 && d.Decoded != 0 {
+						t.Fatalf("step %d: unchanged answer decoded %d elements", step, d.Decoded)
+					}
+					handed, expected = append(handed, got), append(expected, want)
+				}
+				for i := range handed {
+					if !reflect.DeepEqual(handed[i], expected[i]) {
+						t.Fatalf("value %d changed after it was handed out", i)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestDecoderOtherKinds: the other array kinds (keys, nodes) through the
+// incremental path, and the kinds without one.
+func TestDecoderOtherKinds(t *testing.T) {
+	tree, _ := ParsePrefix("cfg/")
+	nodes, _ := ParseDC(KindCatalogNodes, "")
+	key, _ := ParseKey("cfg/a")
+	services, _ := ParseDC(KindCatalogServices, "")
+	r := rand.New(rand.NewPCG(1, 2))
+	kvs := func() []byte {
+		var ps api.KVPairs
+		for i := range r.IntN(12) {
+			ps = append(ps, &api.KVPair{Key: fmt.Sprintf("cfg/%c/%d", 'a'+rune(r.IntN(3)), i), Value: []byte(fmt.Sprint(r.IntN(3))), ModifyIndex: uint64(r.IntN(3))})
+		}
+		r.Shuffle(len(ps), func(i, j int) { ps[i], ps[j] = ps[j], ps[i] })
+		b, _ := json.Marshal(ps)
+		return b
+	}
+	ns := func() []byte {
+		var out []*api.Node
+		for i := range r.IntN(12) {
+			out = append(out, &api.Node{Node: fmt.Sprintf("n%d", r.IntN(5)), Address: fmt.Sprintf("127.0.0.%d", i), Meta: map[string]string{"a": "b"}})
+		}
+		b, _ := json.Marshal(out)
+		return b
+	}
+	cases := []struct {
+		q    Query
+		body func() []byte
+	}{
+		{tree, kvs},
+		{nodes, ns},
+		{key, func() []byte {
+			return []byte(`[{"Key":"cfg/a","Value":"` + []string{"eA==", "eQ=="}[r.IntN(2)] + `"}]`)
+		}},
+		{services, func() []byte { return []byte(`{"web":["b","a"],"db":[]}`) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.q.String(), func(t *testing.T) {
+			d := NewDecoder(tc.q)
+			for step := range 100 {
+				body := tc.body()
+				if step%10 == 9 {
+					body = nil // a 404: nothing there
+				}
+				got, err := d.Decode(body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := Decode(tc.q, body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("step %d: got %s, want %s", step, js(got), js(want))
+				}
+			}
+		})
+	}
+}
+
+func TestSplitArray(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string // nil: an error
+	}{
+		{`[]`, []string{}},
+		{` [ ] `, []string{}},
+		{`[1]`, []string{"1"}},
+		{`[{"a":"]}"},[1,[2]], "x\"y" ,null]`, []string{`{"a":"]}"}`, `[1,[2]]`, `"x\"y"`, `null`}},
+		{"[\n  {\"a\": 1},\n  {\"b\": 2}\n]\n", []string{`{"a": 1}`, `{"b": 2}`}},
+		{`[1 2]`, nil},
+		{`[1,]`, nil},
+		{`[,1]`, nil},
+		{`[1]]`, nil},
+		{`[1] x`, nil},
+		{`[{"a":1}`, nil},
+		{`["abc`, nil},
+		{`{}`, nil},
+		{``, nil},
+		{`[1}`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got := []string{}
+			err := splitArray([]byte(tt.in), func(raw []byte) error { got = append(got, string(raw)); return nil })
+			if tt.want == nil {
+				if err == nil {
+					t.Fatalf("split %q = %q, want an error", tt.in, got)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tt.want) {
+				t.Fatalf("split %q = %q, %v; want %q", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzDecoder: for any two answers, decoding the second incrementally
+// (after the first) gives what a whole decode gives: the same value, or an
+// error in both.
+func FuzzDecoder(f *testing.F) {
+	r := rand.New(rand.NewPCG(3, 4))
+	next := 0
+	a := mutate(r, nil, &next)
+	b := mutate(r, a, &next)
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	f.Add(ja, jb, uint8(0))
+	f.Add(ja, []byte(`[null, {"Service": null}, 1]`), uint8(1))
+	f.Add([]byte(`[{"Key":"cfg/a"}]`), []byte(`[{"Key":"cfg/b"}, {"Key":"cfg/a"}]`), uint8(2))
+	f.Add([]byte(`[{"Node":"a"}]`), []byte(`[{"Node":"b","Address":"x"}, {"Node":"a"}]`), uint8(3))
+	queries := []Query{
+		{Kind: KindHealthService, Name: "web", Filter: "any"},
+		{Kind: KindHealthService, Name: "web", Filter: "passing"},
+		{Kind: KindKVList, Name: "cfg/"},
+		{Kind: KindCatalogNodes},
+	}
+	f.Fuzz(func(t *testing.T, first, second []byte, which uint8) {
+		q := queries[int(which)%len(queries)]
+		d := NewDecoder(q)
+		_, _ = d.Decode(first)
+		got, gotErr := d.Decode(second)
+		want, wantErr := Decode(q, second)
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("incremental err %v, whole err %v", gotErr, wantErr)
+		}
+		if gotErr == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("got %s, want %s", js(got), js(want))
+		}
+	})
+}
+
+func js(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}

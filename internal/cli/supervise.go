@@ -111,12 +111,7 @@ func runSupervisorAs(ctx context.Context, name string, args []string, stdout, st
 		spec := f.config
 		opts.Load = func() (*config.Config, error) { return loadConfig(spec, argv) }
 	}
-	s, err := supervisor.New(model, opts)
-	if err != nil {
-		log.Error().Err(err).Msg("cannot run the config")
-		return exitError
-	}
-	return s.Run(ctx)
+	return runObserved(ctx, name, model, opts, stderr)
 }
 
 // hasProcess reports whether cfg has a job that runs a process.

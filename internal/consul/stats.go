@@ -73,6 +73,16 @@ type ClientStats struct {
 	EmptyHeld int64
 	// BlockingLatency of the blocking queries that answered.
 	BlockingLatency Histogram
+	// LastOK is when a request last succeeded; LastErrorAt and LastError
+	// when and why one last failed (a cancellation is not a failure).
+	LastOK, LastErrorAt time.Time
+	LastError           string
+}
+
+// Reachable reports whether the agent answered the last request: no
+// failure yet, or a success after the last failure.
+func (s ClientStats) Reachable() bool {
+	return s.LastErrorAt.IsZero() || s.LastOK.After(s.LastErrorAt)
 }
 
 // Total is the number of requests to endpoint with outcome; an empty
@@ -98,6 +108,9 @@ type counters struct {
 	indexResets int64
 	emptyHeld   int64
 	latency     Histogram
+	lastOK      time.Time
+	lastErrAt   time.Time
+	lastErr     string
 }
 
 func newStats() *counters {
@@ -111,8 +124,13 @@ func (s *counters) request(endpoint string, err error, blocking bool, took time.
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests[reqKey{endpoint, outcome}]++
-	if outcome != OutcomeOK && outcome != OutcomeCanceled {
+	switch outcome {
+	case OutcomeOK:
+		s.lastOK = time.Now()
+	case OutcomeCanceled:
+	default:
 		s.errors++
+		s.lastErrAt, s.lastErr = time.Now(), err.Error()
 	}
 	if blocking && outcome == OutcomeOK {
 		for i, b := range LatencyBuckets {
@@ -143,6 +161,9 @@ func (s *counters) snapshot() ClientStats {
 	defer s.mu.Unlock()
 	out := ClientStats{
 		Errors:      s.errors,
+		LastOK:      s.lastOK,
+		LastErrorAt: s.lastErrAt,
+		LastError:   s.lastErr,
 		IndexResets: s.indexResets,
 		EmptyHeld:   s.emptyHeld,
 		BlockingLatency: Histogram{

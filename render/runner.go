@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -38,6 +39,23 @@ type Config struct {
 	Reload func(ctx context.Context) error
 	Wait   Wait // quiescence before a re-render; zero = render at once
 	Options
+
+	// Contents, if set, is the template text itself (consul-template's
+	// `contents`); Source then only names it in errors and logs.
+	Contents string
+	// CommandTimeout bounds Command (0: no bound beyond the caller's ctx).
+	CommandTimeout time.Duration
+	// Backup keeps the replaced file as Destination+".bak" (consul-template's
+	// `backup`).
+	Backup bool
+	// CreateDestDirs creates Destination's missing parent directories (0755).
+	CreateDestDirs bool
+	// UID and GID, when >= 0, own the written file; -1 keeps the default
+	// (the existing file's owner, else ours). Zero values mean root, so
+	// callers that do not set them must use -1: see Owner.
+	UID, GID int
+	// Owner is true when UID/GID are meaningful.
+	Owner bool
 }
 
 // Wait is a quiescence window: render Min after the last change, but no
@@ -95,6 +113,9 @@ type RunnerOptions struct {
 	// Commands runs check and reload commands; its Reaper keeps it safe
 	// next to the supervisor's zombie reaping. nil runs them plainly.
 	Commands *proc.Runner
+	// DryRunHeaders precedes every dry-run output with "> DEST" (as
+	// consul-template -dry does), not only when there are several templates.
+	DryRunHeaders bool
 	// WatchTemplates re-parses and re-renders a template when its source file changes.
 	WatchTemplates bool
 	Log            zerolog.Logger
@@ -194,9 +215,12 @@ func NewRunner(src dep.Source, cfgs []Config, opts RunnerOptions) (*Runner, erro
 	}
 	r := &Runner{src: src, opts: opts}
 	for _, c := range cfgs {
-		text, err := os.ReadFile(c.Source)
-		if err != nil {
-			return nil, fmt.Errorf("template %s: %w", c.Source, err)
+		text := []byte(c.Contents)
+		if c.Contents == "" {
+			var err error
+			if text, err = os.ReadFile(c.Source); err != nil {
+				return nil, fmt.Errorf("template %s: %w", c.Source, err)
+			}
 		}
 		t, err := Parse(c.Source, string(text), c.Options)
 		if err != nil {
@@ -527,7 +551,7 @@ func (r *Runner) apply(ctx context.Context, u *unit, out []byte) error {
 	case ModeDryRun:
 		r.outMu.Lock()
 		defer r.outMu.Unlock()
-		if len(r.units) > 1 {
+		if len(r.units) > 1 || r.opts.DryRunHeaders {
 			fmt.Fprintf(r.opts.Out, "> %s\n", u.cfg.Destination)
 		}
 		_, err := r.opts.Out.Write(out)
@@ -560,9 +584,20 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 		u.mu.Unlock()
 		return &WriteError{Destination: u.cfg.Destination, Err: err}
 	}
+	if u.cfg.CreateDestDirs {
+		if err := os.MkdirAll(filepath.Dir(u.cfg.Destination), 0o755); err != nil {
+			return writeErr(fmt.Errorf("create directories: %w", err))
+		}
+	}
 	staged, err := Stage(u.cfg.Destination, out, u.cfg.Perms)
 	if err != nil {
 		return writeErr(err)
+	}
+	if u.cfg.Owner {
+		if err := os.Chown(staged.Path(), u.cfg.UID, u.cfg.GID); err != nil {
+			staged.Abort()
+			return writeErr(fmt.Errorf("owner %d:%d: %w", u.cfg.UID, u.cfg.GID, err))
+		}
 	}
 	cmd, output, err := r.check(ctx, u, staged.Path())
 	if !u.cfg.Check.IsZero() {
@@ -577,6 +612,12 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 		u.mu.Unlock()
 		u.log.Error().Err(err).Str("command", cmd).Str("output", string(output)).Msg("check failed; destination and service left alone")
 		return err
+	}
+	if u.cfg.Backup {
+		if err := backup(u.cfg.Destination); err != nil {
+			staged.Abort()
+			return writeErr(err)
+		}
 	}
 	if err := staged.Commit(); err != nil {
 		return writeErr(err)
@@ -642,7 +683,13 @@ func (r *Runner) reload(ctx context.Context, u *unit) error {
 		u.mu.Lock()
 		u.stats.Commands++
 		u.mu.Unlock()
-		output, err := r.opts.Commands.Output(ctx, u.cfg.Command)
+		cctx := ctx
+		if u.cfg.CommandTimeout > 0 {
+			var cancel context.CancelFunc
+			cctx, cancel = context.WithTimeout(ctx, u.cfg.CommandTimeout)
+			defer cancel()
+		}
+		output, err := r.opts.Commands.Output(cctx, u.cfg.Command)
 		if err != nil {
 			return fmt.Errorf("command %q for %s: %w: %s", u.cfg.Command, u.cfg.Destination, err, bytes.TrimSpace(output))
 		}
@@ -655,6 +702,26 @@ func (r *Runner) reload(ctx context.Context, u *unit) error {
 		if err := u.cfg.Reload(ctx); err != nil {
 			return fmt.Errorf("reload for %s: %w", u.cfg.Destination, err)
 		}
+	}
+	return nil
+}
+
+// backup copies dest (when it exists) to dest.bak atomically, with its mode,
+// before dest is replaced.
+func backup(dest string) error {
+	b, err := os.ReadFile(dest)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("backup %s: %w", dest, err)
+	}
+	mode := DefaultPerms
+	if info, err := os.Stat(dest); err == nil {
+		mode = info.Mode().Perm()
+	}
+	if err := WriteFile(dest+".bak", b, mode); err != nil {
+		return fmt.Errorf("backup %s: %w", dest, err)
 	}
 	return nil
 }

@@ -48,6 +48,9 @@ type Options struct {
 	// DefaultMaxOutput, 64 MiB); past it the execution fails with
 	// ErrOutputLimit and nothing is written.
 	MaxOutput int64
+	// LeftDelim and RightDelim replace "{{" and "}}" (consul-template's
+	// left_delimiter/right_delimiter); empty keeps the default.
+	LeftDelim, RightDelim string
 }
 
 // allHelpers is Sprig plus consul-template's helpers, shared by every
@@ -73,7 +76,7 @@ func Parse(name, text string, opts Options) (*Template, error) {
 	for k, v := range t.consulFuncs() {
 		funcs[k] = v
 	}
-	tm := template.New(name).Funcs(funcs)
+	tm := template.New(name).Delims(opts.LeftDelim, opts.RightDelim).Funcs(funcs)
 	if opts.Strict {
 		tm = tm.Option("missingkey=error")
 	} else {

@@ -23,8 +23,11 @@ const ContainerPilotName = "containerpilot"
 // "containerpilot" the arguments are ContainerPilot 3's (no subcommands,
 // -version prints ContainerPilot's two lines); otherwise autopilot's.
 func RunAs(ctx context.Context, argv0 string, args []string, stdout, stderr io.Writer) int {
-	if filepath.Base(argv0) == ContainerPilotName {
+	switch filepath.Base(argv0) {
+	case ContainerPilotName:
 		return runSupervisorAs(ctx, ContainerPilotName, args, stdout, stderr)
+	case ConsulTemplateName:
+		return runConsulTemplate(ctx, args, stdout, stderr)
 	}
 	return Run(ctx, args, stdout, stderr)
 }

@@ -40,6 +40,11 @@ type ClientOptions struct {
 	// partition can leave a blocking query hanging on a dead connection, and
 	// so how long after the partition heals recovery can take. Default 10s.
 	DeadConnTimeout time.Duration
+	// Configure, if set, edits consul/api's config after the environment
+	// and addr are applied: the consul-template personality sets its
+	// token and TLS flags this way instead of through the environment
+	// (which its -exec child would inherit).
+	Configure func(*api.Config)
 }
 
 func (o ClientOptions) withDefaults() ClientOptions {
@@ -89,6 +94,9 @@ func NewClientWithOptions(addr string, opts ClientOptions) (*Client, error) {
 		default:
 			cfg.Address = addr
 		}
+	}
+	if opts.Configure != nil {
+		opts.Configure(cfg)
 	}
 	// Blocking queries hold connections for minutes; keep idle ones per host
 	// high enough that many unique queries don't churn TCP connections.

@@ -1,0 +1,378 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/autopilot/autopilot/internal/testenv"
+)
+
+// ctBinDir makes a directory holding `consul-template`, a symlink to the
+// autopilot under test, and returns it. No real consul-template is put on
+// the PATH the tests give their commands.
+func ctBinDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Symlink(autopilotBin, filepath.Join(dir, "consul-template")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// httpBackend is a loopback HTTP server that names itself in every answer.
+func httpBackend(t *testing.T, name string) (string, int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s\n", name, r.URL.Path)
+	})}
+	go srv.Serve(ln) //nolint:errcheck // ends with Close
+	t.Cleanup(func() { srv.Close() })
+	return "127.0.0.1", ln.Addr().(*net.TCPAddr).Port
+}
+
+// articleTemplate is the article's nginx.conf.ctmpl, with the listen port,
+// pid and temp paths made test-local through env (consul-template's env).
+const articleTemplate = `# nginx.conf rendered by consul-template (the autopilot article's)
+worker_processes 1;
+{{ if eq (env "NGINX_USER_ROOT") "1" }}user root root;{{ end }}
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path client_body_temp;
+    proxy_temp_path proxy_temp;
+    fastcgi_temp_path fastcgi_temp;
+    uwsgi_temp_path uwsgi_temp;
+    scgi_temp_path scgi_temp;
+{{ if service "customers" }}
+    upstream customers {
+      # write the address:port pairs for each healthy Customers node
+      {{range service "customers"}}
+      server {{.Address}}:{{.Port}};
+      {{end}}
+      least_conn;
+    }
+{{ end }}
+    server {
+        listen 127.0.0.1:{{ env "NGINX_PORT" }};
+        location = /health { return 200 "ok"; }
+{{ if service "customers" }}
+        location ^~ /customers {
+          # strip '/customers' from the request before passing
+          # it along to the Customers upstream
+          rewrite ^/customers(/.*)$ $1 break;
+          proxy_pass http://customers;
+          proxy_redirect off;
+        }
+{{end}}
+    }
+}
+`
+
+// The article's nginx ContainerPilot config runs consul-template in its
+// preStart and onChange (shared/seed/nginx.containerpilot.json):
+//
+//	consul-template -once -consul consul:8500 -template SRC:DEST
+//	consul-template -once -consul consul:8500 -template SRC:DEST:nginx -s reload
+//
+// Here those exact command lines run with autopilot behind a
+// `consul-template` symlink and no consul-template installed, against a
+// real Consul and a real nginx that proxies to real backends.
+func TestConsulTemplateSymlinkRunsArticleNginx(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	client := agent.Client(t)
+	regBackend := func(id string) string {
+		addr, port := httpBackend(t, id)
+		if err := client.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: id, Name: "customers", Address: addr, Port: port,
+			Check: &api.AgentServiceCheck{TTL: "10m", Status: api.HealthPassing}}); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%s:%d", addr, port)
+	}
+	c1, c2 := regBackend("customers-1"), regBackend("customers-2")
+
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755) //nolint:errcheck // nginx workers (as root: root) read the rendered file
+	tmpl := filepath.Join(dir, "nginx.conf.ctmpl")
+	dest := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(tmpl, []byte(articleTemplate), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := testenv.FreePort(t)
+	bin := ctBinDir(t)
+	env := append(os.Environ(), "PATH="+bin+":/usr/bin:/bin", fmt.Sprintf("NGINX_PORT=%d", port), "CONSUL_HTTP_ADDR=", "CONSUL_HTTP_TOKEN=")
+	if os.Geteuid() == 0 {
+		env = append(env, "NGINX_USER_ROOT=1")
+	}
+	if p, err := lookPathIn("consul-template", bin+":/usr/bin:/bin"); err != nil || p != filepath.Join(bin, "consul-template") {
+		t.Fatalf("consul-template on the test PATH is %q (%v), want only the symlink", p, err)
+	}
+	run := func(argv ...string) (int, string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.Env = env
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		return exitCode(cmd, err), string(out)
+	}
+
+	// preStart, as the article's config spells it (sh looks consul-template up on PATH).
+	preStart := []string{"sh", "-c", fmt.Sprintf("consul-template -once -consul %s -template %s:%s", agent.HTTPAddr, tmpl, dest)}
+	if code, out := run(preStart...); code != 0 {
+		t.Fatalf("preStart exited %d:\n%s", code, out)
+	}
+	conf := readFile(t, dest)
+	for _, want := range []string{"server " + c1 + ";", "server " + c2 + ";", "location ^~ /customers"} {
+		if !strings.Contains(conf, want) {
+			t.Fatalf("rendered nginx.conf lacks %q:\n%s", want, conf)
+		}
+	}
+	nginx := testenv.StartNginx(t, dest)
+	prefix := filepath.Dir(nginx.LogPath)
+	// `nginx -s reload`, as the article runs it, must reach this nginx: a
+	// wrapper named nginx on the test PATH sends the master its SIGHUP (what
+	// -s reload does through the pid file; as root testenv's nginx is init of
+	// its own PID namespace, so the pid in its pid file is not ours) and
+	// passes anything else to the real nginx with the test's prefix.
+	wrapper := fmt.Sprintf("#!/bin/sh\nif [ \"$*\" = \"-s reload\" ]; then exec kill -HUP %d; fi\nexec /usr/sbin/nginx -p %s/ -c %s \"$@\"\n", nginx.PID(), prefix, dest)
+	if err := os.WriteFile(filepath.Join(bin, "nginx"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	get := func() string {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/customers/x", port))
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		s := get()
+		return strings.HasPrefix(s, "customers-"), s
+	})
+
+	// A third instance appears: onChange re-renders and runs `nginx -s reload`.
+	c3 := regBackend("customers-3")
+	client.Agent().ServiceDeregister("customers-1") //nolint:errcheck
+	client.Agent().ServiceDeregister("customers-2") //nolint:errcheck
+	onChange := []string{"sh", "-c", fmt.Sprintf("consul-template -once -consul %s -template %q", agent.HTTPAddr, tmpl+":"+dest+":nginx -s reload")}
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		code, out := run(onChange...)
+		if code != 0 {
+			return false, fmt.Sprintf("onChange exited %d:\n%s", code, out)
+		}
+		conf := readFile(t, dest)
+		return strings.Contains(conf, "server "+c3+";") && !strings.Contains(conf, c1), conf
+	})
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		s := get()
+		return strings.HasPrefix(s, "customers-3 /x"), "nginx answered " + s + "\n" + tail(readFile(t, nginx.LogPath), 10)
+	})
+}
+
+func lookPathIn(name, path string) (string, error) {
+	for _, d := range filepath.SplitList(path) {
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", exec.ErrNotFound
+}
+
+// realConsulTemplate finds consul-template v0.42.1 for side-by-side runs.
+func realConsulTemplate(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("CONSUL_TEMPLATE_BIN"); p != "" {
+		return p
+	}
+	home, _ := os.UserHomeDir()
+	p := filepath.Join(home, ".cache", "autopilot-bench", "bin", "consul-template")
+	if _, err := os.Stat(p); err != nil {
+		t.Skip("no consul-template binary: run scripts/consul-template-bin.sh or set CONSUL_TEMPLATE_BIN")
+	}
+	return p
+}
+
+// TestConsulTemplateSideBySide gives the real consul-template v0.42.1 and
+// autopilot-as-consul-template the same flags and config files against one
+// live agent and requires the same exit code and the same files (contents
+// and modes), and for -dry the same stdout.
+func TestConsulTemplateSideBySide(t *testing.T) {
+	realCT := realConsulTemplate(t)
+	agent := testenv.StartConsul(t)
+	client := agent.Client(t)
+	for i, addr := range []string{"127.0.0.1", "127.0.0.2"} {
+		if err := client.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: fmt.Sprintf("web-%d", i), Name: "web", Address: addr, Port: 8080 + i,
+			Tags: []string{"v1"}, Meta: map[string]string{"zone": "a"}, Check: &api.AgentServiceCheck{TTL: "10m", Status: api.HealthPassing}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := client.KV().Put(&api.KVPair{Key: "app/port", Value: []byte("9090")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ourCT := filepath.Join(ctBinDir(t), "consul-template")
+
+	const tmplText = `{{ range service "web" }}server {{ .Address }}:{{ .Port }} {{ .ServiceMeta.zone }}{{ .ServiceMeta.absent }}
+{{ end }}port={{ key "app/port" }}
+`
+	files := map[string]string{
+		"web.ctmpl":    tmplText,
+		"bad.ctmpl":    "{{ range service \"web\" }}\n",
+		"exec.ctmpl":   `{{ key "app/port" }}`,
+		"delims.ctmpl": `[[ key "app/port" ]] {{ literal }}`,
+		"basic.hcl": `
+consul { address = "CONSUL" }
+max_stale = "0s"
+log_level = "warn"
+template {
+  source      = "web.ctmpl"
+  destination = "out/web.conf"
+  perms       = "0600"
+  command     = "touch out/ran-command"
+}
+template {
+  contents    = "{{ key \"app/port\" }}"
+  destination = "out/inline.txt"
+  backup      = true
+}
+template {
+  source          = "delims.ctmpl"
+  destination     = "out/delims.txt"
+  left_delimiter  = "[["
+  right_delimiter = "]]"
+}
+`,
+		"wait.hcl": `
+wait { min = "10ms" max = "50ms" }
+consul { address = "CONSUL" }
+template {
+  source = "web.ctmpl"
+  destination = "out/w.conf"
+  wait = "5ms:20ms"
+  error_on_missing_key = false
+  create_dest_dirs = true
+}
+`,
+		"malformed.hcl":  "template {\n  source = \"web.ctmpl\"\n  destination = \n}\n",
+		"unknown.hcl":    "templat {\n  source = \"web.ctmpl\"\n}\n",
+		"unknownkey.hcl": "template {\n  source = \"web.ctmpl\"\n  destinaton = \"x\"\n}\n",
+		"strict.hcl": `
+consul { address = "CONSUL" }
+template {
+  contents = "{{ with service \"web\" }}{{ with index . 0 }}{{ .ServiceMeta.absent }}{{ end }}{{ end }}"
+  destination = "out/strict.txt"
+  error_on_missing_key = true
+}
+`,
+	}
+	cases := []struct {
+		name string
+		args []string
+	}{
+		{"once", []string{"-once", "-consul-addr", "CONSUL", "-template", "web.ctmpl:out/web.conf"}},
+		{"once with command", []string{"-once", "-consul-addr", "CONSUL", "-template", "web.ctmpl:out/web.conf:touch out/marker && echo ok > out/marker2"}},
+		{"two templates", []string{"-once", "-consul-addr", "CONSUL", "-template", "web.ctmpl:out/a.conf", "-template", "exec.ctmpl:out/b.txt"}},
+		{"failing command", []string{"-once", "-consul-addr", "CONSUL", "-template", "web.ctmpl:out/web.conf:false"}},
+		{"dry", []string{"-once", "-dry", "-consul-addr", "CONSUL", "-template", "web.ctmpl:out/web.conf"}},
+		{"missing template file", []string{"-once", "-consul-addr", "CONSUL", "-template", "nosuch.ctmpl:out/x"}},
+		{"bad template", []string{"-once", "-consul-addr", "CONSUL", "-template", "bad.ctmpl:out/x"}},
+		{"empty -template", []string{"-once", "-consul-addr", "CONSUL", "-template", ""}},
+		{"unknown flag", []string{"-once", "-consul-adr", "CONSUL"}},
+		{"bad -wait", []string{"-once", "-wait", "soon", "-consul-addr", "CONSUL", "-template", "web.ctmpl:out/x"}},
+		{"extra args", []string{"-once", "-consul-addr", "CONSUL", "-template", "web.ctmpl:out/x", "extra"}},
+		{"exec exit code", []string{"-once", "-consul-addr", "CONSUL", "-template", "exec.ctmpl:out/e.txt", "-exec", "sh -c 'exit 3'"}},
+		{"config file", []string{"-once", "-config", "basic.hcl"}},
+		{"config file and flags", []string{"-once", "-config", "wait.hcl", "-template", "exec.ctmpl:out/flag.txt", "-consul-addr", "CONSUL"}},
+		{"config dir", []string{"-once", "-config", "confdir"}},
+		{"malformed HCL", []string{"-once", "-config", "malformed.hcl"}},
+		{"unknown block", []string{"-once", "-config", "unknown.hcl"}},
+		{"unknown key", []string{"-once", "-config", "unknownkey.hcl"}},
+		{"missing config file", []string{"-once", "-config", "nosuch.hcl"}},
+		{"strict missing key", []string{"-once", "-config", "strict.hcl"}},
+	}
+	setup := func(t *testing.T) string {
+		dir := t.TempDir()
+		for name, text := range files {
+			text = strings.ReplaceAll(text, "CONSUL", agent.HTTPAddr)
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		os.Mkdir(filepath.Join(dir, "out"), 0o755)                                                                                                                //nolint:errcheck
+		os.Mkdir(filepath.Join(dir, "confdir"), 0o755)                                                                                                            //nolint:errcheck
+		os.WriteFile(filepath.Join(dir, "confdir", "1-consul.hcl"), []byte(fmt.Sprintf("consul {\n address = %q\n}\n", agent.HTTPAddr)), 0o644)                   //nolint:errcheck
+		os.WriteFile(filepath.Join(dir, "confdir", "2-template.hcl"), []byte("template {\n source = \"web.ctmpl\"\n destination = \"out/dir.conf\"\n}\n"), 0o644) //nolint:errcheck
+		return dir
+	}
+	runIn := func(bin, dir string, args []string) (int, string, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		a := make([]string, len(args))
+		for i, s := range args {
+			a[i] = strings.ReplaceAll(s, "CONSUL", agent.HTTPAddr)
+		}
+		cmd := exec.CommandContext(ctx, bin, a...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CONSUL_HTTP_ADDR=", "CONSUL_HTTP_TOKEN=")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if ctx.Err() != nil {
+			t.Fatalf("%s %q: timed out", bin, a)
+		}
+		return exitCode(cmd, err), stdout.String(), stderr.String()
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			realDir, ourDir := setup(t), setup(t)
+			wantCode, wantOut, wantErr := runIn(realCT, realDir, tc.args)
+			gotCode, gotOut, gotErr := runIn(ourCT, ourDir, tc.args)
+			if gotCode != wantCode {
+				t.Errorf("exit code %d, consul-template's %d\nconsul-template stderr:\n%s\nautopilot stderr:\n%s", gotCode, wantCode, tail(wantErr, 5), tail(gotErr, 5))
+			}
+			if strings.Contains(strings.Join(tc.args, " "), "-dry") && gotOut != wantOut {
+				t.Errorf("stdout differs:\nconsul-template:\n%s\nautopilot:\n%s", wantOut, gotOut)
+			}
+			want, got := tree(t, filepath.Join(realDir, "out")), tree(t, filepath.Join(ourDir, "out"))
+			if want != got {
+				t.Errorf("files differ:\nconsul-template:\n%s\nautopilot:\n%s", want, got)
+			}
+			t.Logf("exit %d; autopilot stderr: %s", gotCode, tail(gotErr, 3))
+		})
+	}
+}
+
+// tree lists a directory's files with their modes and contents.
+func tree(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error { //nolint:errcheck
+		if err != nil || fi.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, p)
+		data, _ := os.ReadFile(p)
+		fmt.Fprintf(&b, "%s %v\n%s\n", rel, fi.Mode().Perm(), data)
+		return nil
+	})
+	return b.String()
+}

@@ -1,0 +1,444 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"os/user"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/rs/zerolog"
+
+	"github.com/autopilot/autopilot/internal/consul"
+	"github.com/autopilot/autopilot/internal/ctconfig"
+	"github.com/autopilot/autopilot/internal/proc"
+	"github.com/autopilot/autopilot/render"
+)
+
+// ConsulTemplateName is the program name under which autopilot behaves as
+// consul-template v0.42.1 (a /usr/local/bin/consul-template symlink): its
+// flags, its config files and its exit codes, so scripts and ContainerPilot
+// configs that call consul-template run unchanged.
+const ConsulTemplateName = "consul-template"
+
+// consul-template's exit codes (its cli.go: 10 + iota, from the second line).
+const (
+	ctExitOK          = 0
+	ctExitError       = 11
+	ctExitInterrupt   = 12
+	ctExitParseFlags  = 13
+	ctExitRunnerError = 14
+	ctExitConfigError = 15
+)
+
+// ctVersion is what -version prints: the consul-template version whose
+// behaviour this personality reproduces, and autopilot's own.
+func ctVersion() string { return "consul-template v0.42.1 (autopilot " + Version + ")" }
+
+const ctUsage = `Usage: consul-template [options]
+
+  autopilot running as consul-template: watches templates and renders them
+  from Consul with consul-template's flags, config files and exit codes.
+
+Options (consul-template's; Vault, Nomad, dedup, syslog and log files are
+refused with the reason):
+
+  -config=<path>            config file or directory (repeatable; HCL or JSON)
+  -consul-addr=<address>    Consul address (also the old -consul)
+  -consul-token=<token>     ACL token (also -consul-token-file)
+  -consul-ssl, -consul-ssl-verify, -consul-ssl-ca-cert, -consul-ssl-ca-path,
+  -consul-ssl-cert, -consul-ssl-key, -consul-ssl-server-name
+  -template=<src[:dest[:command]]>   (repeatable)
+  -once                     render once, run the commands, exit
+  -dry                      print "> DEST" and the contents to stdout; write nothing
+  -wait=<min[:max]>         quiescence before rendering
+  -max-stale=<duration>     allow stale reads (default 2s; 0 = consistent reads)
+  -exec=<command>           run a child process; signal or restart it on change
+  -exec-kill-signal, -exec-kill-timeout, -exec-reload-signal, -exec-splay
+  -kill-signal=<signal>     exit on this signal (default SIGINT; SIGTERM also exits)
+  -reload-signal=<signal>   reload the config files (default SIGHUP)
+  -log-level=<level>        trace, debug, info, warn, err
+  -default-left-delimiter, -default-right-delimiter
+  -pid-file=<path>, -parse-only, -v, -version
+`
+
+// runConsulTemplate is autopilot invoked as consul-template.
+func runConsulTemplate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	stderr = &lockedWriter{w: stderr}
+	fl, err := ctconfig.ParseFlags(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, ctUsage)
+			return ctExitOK
+		}
+		fmt.Fprintf(stderr, "consul-template: %v\n", err)
+		return ctExitParseFlags
+	}
+	if fl.Version {
+		fmt.Fprintln(stdout, ctVersion())
+		return ctExitOK
+	}
+	cfg, err := loadCTConfig(fl)
+	if err != nil {
+		fmt.Fprintf(stderr, "consul-template: %v\n", err)
+		return ctExitConfigError
+	}
+	level := "info"
+	if cfg.LogLevel != nil {
+		level = ctconfig.ZerologLevel(*cfg.LogLevel)
+	}
+	log, err := consoleLogger(stderr, level)
+	if err != nil {
+		fmt.Fprintf(stderr, "consul-template: %v\n", err)
+		return ctExitConfigError
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn().Msg(w)
+	}
+	if fl.ParseOnly {
+		for _, t := range cfg.Templates {
+			rc, err := renderConfig(cfg, t)
+			if err == nil {
+				err = parseOnly(rc)
+			}
+			if err != nil {
+				fmt.Fprintf(stderr, "consul-template: %v\n", err)
+				return ctExitConfigError
+			}
+		}
+		return ctExitOK
+	}
+	if cfg.PidFile != nil && *cfg.PidFile != "" {
+		if err := render.WriteFile(*cfg.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			fmt.Fprintf(stderr, "consul-template: pid_file: %v\n", err)
+			return ctExitConfigError
+		}
+		defer os.Remove(*cfg.PidFile)
+	}
+	return (&ctRun{flags: fl, cfg: cfg, log: log, stdout: stdout, stderr: stderr}).run(ctx)
+}
+
+// loadCTConfig merges the -config paths in order, then the flags.
+func loadCTConfig(fl *ctconfig.Flags) (*ctconfig.Config, error) {
+	cfg := &ctconfig.Config{}
+	for _, p := range fl.ConfigPaths {
+		c, err := ctconfig.FromPath(p)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Merge(c)
+	}
+	cfg.Merge(fl.Config)
+	if len(cfg.Templates) == 0 && !cfg.ExecEnabled() {
+		return nil, errors.New("no templates given (use -template SRC:DEST[:COMMAND] or a template block in -config)")
+	}
+	return cfg, cfg.Validate()
+}
+
+func parseOnly(rc render.Config) error {
+	if rc.Contents != "" {
+		_, err := render.Parse(rc.Source, rc.Contents, rc.Options)
+		return err
+	}
+	_, err := render.ParseFile(rc.Source, rc.Options)
+	return err
+}
+
+// renderConfig turns one consul-template template into render's Config.
+func renderConfig(cfg *ctconfig.Config, t *ctconfig.Template) (render.Config, error) {
+	rc := render.Config{Source: t.Source, Destination: t.Destination, Contents: t.Contents,
+		Backup: t.Backup, CreateDestDirs: true, CommandTimeout: 30 * time.Second}
+	if rc.Source == "" {
+		rc.Source = "(contents of template at " + t.At + ")"
+	}
+	if t.CreateDestDirs != nil {
+		rc.CreateDestDirs = *t.CreateDestDirs
+	}
+	if t.CommandTimeout != nil {
+		rc.CommandTimeout = *t.CommandTimeout
+	}
+	if t.Perms != nil {
+		rc.Perms = *t.Perms
+	}
+	w := cfg.Wait
+	if t.Wait != nil {
+		w = t.Wait
+	}
+	if w != nil && !w.Disabled {
+		rc.Wait = render.Wait{Min: w.Min, Max: w.Max}
+	}
+	rc.Options = render.Options{Strict: t.ErrorOnMissingKey, LeftDelim: t.LeftDelim, RightDelim: t.RightDelim}
+	if rc.LeftDelim == "" && cfg.LeftDelim != nil {
+		rc.LeftDelim = *cfg.LeftDelim
+	}
+	if rc.RightDelim == "" && cfg.RightDelim != nil {
+		rc.RightDelim = *cfg.RightDelim
+	}
+	rc.Command = ctCommand(t.Command)
+	if t.User != "" || t.Group != "" {
+		uid, gid, err := lookupOwner(t.User, t.Group)
+		if err != nil {
+			return rc, fmt.Errorf("%s: template: %w", t.At, err)
+		}
+		rc.UID, rc.GID, rc.Owner = uid, gid, true
+	}
+	return rc, nil
+}
+
+// ctCommand follows consul-template's rule: one string with several words
+// runs under sh -c (so `nginx -s reload || true` works as it did there);
+// a single word or a list runs as argv.
+func ctCommand(c []string) proc.Command {
+	switch {
+	case len(c) == 0:
+		return proc.Command{}
+	case len(c) == 1 && len(strings.Fields(c[0])) > 1:
+		return proc.Command{Argv: []string{"sh", "-c", c[0]}}
+	case len(c) == 1:
+		return proc.Command{Argv: []string{strings.TrimSpace(c[0])}}
+	}
+	return proc.Command{Argv: c}
+}
+
+// lookupOwner resolves user and group names (or numbers); an empty one
+// keeps the current id.
+func lookupOwner(userName, group string) (uid, gid int, err error) {
+	uid, gid = os.Getuid(), os.Getgid()
+	if userName != "" {
+		if n, err := strconv.Atoi(userName); err == nil {
+			uid = n
+		} else {
+			u, err := user.Lookup(userName)
+			if err != nil {
+				return 0, 0, fmt.Errorf("user %q: %w", userName, err)
+			}
+			uid, _ = strconv.Atoi(u.Uid)
+		}
+	}
+	if group != "" {
+		if n, err := strconv.Atoi(group); err == nil {
+			gid = n
+		} else {
+			g, err := user.LookupGroup(group)
+			if err != nil {
+				return 0, 0, fmt.Errorf("group %q: %w", group, err)
+			}
+			gid, _ = strconv.Atoi(g.Gid)
+		}
+	}
+	return uid, gid, nil
+}
+
+// consulOptions turns the consul { } settings into client options.
+func consulOptions(c ctconfig.Consul) (string, consul.ClientOptions, error) {
+	addr := ""
+	if c.Address != nil {
+		addr = *c.Address
+	}
+	token := ""
+	if c.Token != nil {
+		token = *c.Token
+	}
+	if c.TokenFile != nil && *c.TokenFile != "" {
+		b, err := os.ReadFile(*c.TokenFile)
+		if err != nil {
+			return "", consul.ClientOptions{}, fmt.Errorf("consul token_file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	s := c.SSL
+	return addr, consul.ClientOptions{Configure: func(cfg *api.Config) {
+		if token != "" {
+			cfg.Token = token
+		}
+		if s.Enabled != nil && *s.Enabled {
+			cfg.Scheme = "https"
+		}
+		if s.Verify != nil {
+			cfg.TLSConfig.InsecureSkipVerify = !*s.Verify
+		}
+		if s.CACert != nil {
+			cfg.TLSConfig.CAFile = *s.CACert
+		}
+		if s.CAPath != nil {
+			cfg.TLSConfig.CAPath = *s.CAPath
+		}
+		if s.Cert != nil {
+			cfg.TLSConfig.CertFile = *s.Cert
+		}
+		if s.Key != nil {
+			cfg.TLSConfig.KeyFile = *s.Key
+		}
+		if s.ServerName != nil {
+			cfg.TLSConfig.Address = *s.ServerName
+		}
+	}}, nil
+}
+
+// ctRun is one consul-template run: templates, an optional child, signals.
+type ctRun struct {
+	flags          *ctconfig.Flags
+	cfg            *ctconfig.Config
+	log            zerolog.Logger
+	stdout, stderr io.Writer
+	child          *ctChild
+}
+
+func (r *ctRun) signals() (kill, reload syscall.Signal) {
+	kill, reload = syscall.SIGINT, syscall.SIGHUP
+	if r.cfg.KillSignal != nil {
+		kill = *r.cfg.KillSignal
+	}
+	if r.cfg.ReloadSignal != nil {
+		reload = *r.cfg.ReloadSignal
+	}
+	return kill, reload
+}
+
+// build makes a runner for the current config.
+func (r *ctRun) build(ctx context.Context) (*render.Runner, func(), error) {
+	var rcs []render.Config
+	for _, t := range r.cfg.Templates {
+		rc, err := renderConfig(r.cfg, t)
+		if err != nil {
+			return nil, nil, err
+		}
+		if r.cfg.ExecEnabled() {
+			rc.Reload = func(context.Context) error { return r.child.templateChanged() }
+		}
+		rcs = append(rcs, rc)
+	}
+	addr, copts, err := consulOptions(r.cfg.Consul)
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := consul.NewClientWithOptions(addr, copts)
+	if err != nil {
+		return nil, nil, err
+	}
+	stale := r.cfg.MaxStale == nil || *r.cfg.MaxStale > 0 // consul-template's default max_stale is 2s
+	w := consul.NewWatcher(ctx, client, consul.WatchOptions{Stale: stale}, r.log)
+	mode := render.ModeWrite
+	if r.cfg.Dry {
+		mode = render.ModeDryRun
+	}
+	runner, err := render.NewRunner(w, rcs, render.RunnerOptions{Mode: mode, Out: r.stdout, DryRunHeaders: true, Log: r.log,
+		Commands: &proc.Runner{Stdout: r.stdout, Stderr: r.stderr}})
+	if err != nil {
+		w.Close()
+		return nil, nil, err
+	}
+	return runner, w.Close, nil
+}
+
+func (r *ctRun) run(ctx context.Context) int {
+	kill, reload := r.signals()
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, append(proc.ForwardableSignals(), kill, reload, syscall.SIGINT, syscall.SIGTERM)...)
+	defer signal.Stop(sigs)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if r.cfg.ExecEnabled() {
+		r.child = newCTChild(r.cfg.Exec, r.log, r.stdout, r.stderr)
+	}
+
+	type outcome struct {
+		code int
+		err  error
+	}
+	done := make(chan outcome, 1)
+	var stopRunner func()
+	start := func() error {
+		rctx, rcancel := context.WithCancel(ctx)
+		runner, closeWatch, err := r.build(rctx)
+		if err != nil {
+			rcancel()
+			return err
+		}
+		stopRunner = func() { rcancel(); closeWatch() }
+		go func() {
+			if err := runner.Once(rctx); err != nil {
+				if rctx.Err() != nil {
+					return // stopped: a reload or an exit
+				}
+				done <- outcome{ctExitRunnerError, err}
+				return
+			}
+			if r.child != nil {
+				if err := r.child.start(); err != nil {
+					done <- outcome{ctExitRunnerError, err}
+					return
+				}
+				if r.cfg.Once {
+					return // the run ends with the child
+				}
+			} else if r.cfg.Once {
+				done <- outcome{ctExitOK, nil}
+				return
+			}
+			runner.Run(rctx) //nolint:errcheck // Run logs its own errors and returns nil
+		}()
+		return nil
+	}
+	if err := start(); err != nil {
+		fmt.Fprintf(r.stderr, "consul-template: %v\n", err)
+		return ctExitRunnerError
+	}
+	var childExit <-chan int
+	if r.child != nil {
+		childExit = r.child.exited
+	}
+	stop := func(code int) int {
+		stopRunner()
+		if r.child != nil {
+			r.child.stop()
+		}
+		return code
+	}
+	for {
+		select {
+		case o := <-done:
+			if o.err != nil {
+				fmt.Fprintf(r.stderr, "consul-template: %v\n", o.err)
+			}
+			return stop(o.code)
+		case code := <-childExit:
+			r.log.Info().Int("code", code).Msg("child exited")
+			stopRunner()
+			return code
+		case <-ctx.Done():
+			return stop(ctExitInterrupt)
+		case s := <-sigs:
+			sig, _ := s.(syscall.Signal)
+			switch {
+			case sig == reload && sig != kill:
+				fmt.Fprintln(r.stderr, "Reloading configuration...")
+				cfg, err := loadCTConfig(r.flags)
+				if err != nil {
+					fmt.Fprintf(r.stderr, "consul-template: %v\n", err)
+					return stop(ctExitConfigError)
+				}
+				stopRunner()
+				r.cfg = cfg
+				if err := start(); err != nil {
+					fmt.Fprintf(r.stderr, "consul-template: %v\n", err)
+					return stop(ctExitRunnerError)
+				}
+			case sig == kill || (r.child == nil && (sig == syscall.SIGTERM || sig == syscall.SIGINT)):
+				fmt.Fprintln(r.stderr, "Cleaning up...")
+				return stop(ctExitInterrupt)
+			case r.child != nil:
+				r.child.signal(sig)
+			}
+		}
+	}
+}

@@ -1,0 +1,188 @@
+// Package ctconfig reads consul-template's configuration: its HCL (or JSON)
+// config files and its command-line flags, into one typed Config. It is
+// what lets autopilot run as a drop-in `consul-template` (a symlink to the
+// binary) and lets `autopilot render -config` take a consul-template file.
+//
+// Every option consul-template v0.42.1 documents is either honoured or
+// refused by name with the reason (Vault, Nomad, dedup, syslog...): a config
+// never silently means less than it says. Errors name file:line:col.
+package ctconfig
+
+import (
+	"fmt"
+	"io/fs"
+	"syscall"
+	"time"
+)
+
+// Config is a consul-template configuration: the merge of its config files
+// (in the order given) and then its flags. A nil pointer field was not set,
+// so a later layer can tell "unset" from a zero value.
+type Config struct {
+	Consul       Consul
+	Templates    []*Template
+	Wait         *Wait          // global wait, the default of every template's
+	LogLevel     *string        // trace, debug, info, warn, err
+	MaxStale     *time.Duration // > 0 allows stale reads (consul-template's default is 2s)
+	KillSignal   *syscall.Signal
+	ReloadSignal *syscall.Signal
+	PidFile      *string
+	Exec         *Exec
+	// DefaultDelims are default_delimiters { left, right }, for templates
+	// that set none.
+	LeftDelim, RightDelim *string
+	// Once, Dry and ParseOnly come from flags only (consul-template has no
+	// config keys for them).
+	Once, Dry bool
+	// Warnings are options accepted with a note (consul.retry, transport):
+	// the CLI logs them, so nothing is ignored silently.
+	Warnings []string
+}
+
+// Consul is the consul { } block.
+type Consul struct {
+	Address   *string
+	Token     *string
+	TokenFile *string
+	SSL       SSL
+}
+
+// SSL is consul { ssl { } }.
+type SSL struct {
+	Enabled    *bool
+	Verify     *bool
+	Cert       *string
+	Key        *string
+	CACert     *string
+	CAPath     *string
+	ServerName *string
+}
+
+// Template is one template { } block or -template flag.
+type Template struct {
+	Source         string
+	Destination    string
+	Contents       string
+	Command        []string // one string: run with sh -c when it has spaces, as consul-template does; several: argv
+	CommandTimeout *time.Duration
+	Perms          *fs.FileMode
+	Backup         bool
+	Wait           *Wait
+	LeftDelim      string
+	RightDelim     string
+	// ErrorOnMissingKey is strict mode: a missing map key fails the render.
+	ErrorOnMissingKey bool
+	CreateDestDirs    *bool // default true, as in consul-template
+	User, Group       string
+
+	// Where it was defined, for errors: "file:line:col" or "-template".
+	At string
+}
+
+// Wait is a quiescence window: render Min after the last change, at most
+// Max after the first.
+type Wait struct {
+	Min, Max time.Duration
+	Disabled bool // wait { enabled = false }
+}
+
+// Exec is the exec { } block or the -exec flags: one child process run
+// under autopilot, signalled when templates change.
+type Exec struct {
+	Command      []string
+	KillSignal   *syscall.Signal
+	KillTimeout  *time.Duration
+	ReloadSignal *syscall.Signal // nil: restart the child on change
+	Splay        *time.Duration
+	Enabled      *bool
+}
+
+// Merge layers o over c: set scalars of o win, templates are appended (as
+// consul-template merges its config files and then the flags).
+func (c *Config) Merge(o *Config) {
+	setS := func(dst **string, src *string) {
+		if src != nil {
+			*dst = src
+		}
+	}
+	setB := func(dst **bool, src *bool) {
+		if src != nil {
+			*dst = src
+		}
+	}
+	setS(&c.Consul.Address, o.Consul.Address)
+	setS(&c.Consul.Token, o.Consul.Token)
+	setS(&c.Consul.TokenFile, o.Consul.TokenFile)
+	setB(&c.Consul.SSL.Enabled, o.Consul.SSL.Enabled)
+	setB(&c.Consul.SSL.Verify, o.Consul.SSL.Verify)
+	setS(&c.Consul.SSL.Cert, o.Consul.SSL.Cert)
+	setS(&c.Consul.SSL.Key, o.Consul.SSL.Key)
+	setS(&c.Consul.SSL.CACert, o.Consul.SSL.CACert)
+	setS(&c.Consul.SSL.CAPath, o.Consul.SSL.CAPath)
+	setS(&c.Consul.SSL.ServerName, o.Consul.SSL.ServerName)
+	c.Templates = append(c.Templates, o.Templates...)
+	if o.Wait != nil {
+		c.Wait = o.Wait
+	}
+	setS(&c.LogLevel, o.LogLevel)
+	if o.MaxStale != nil {
+		c.MaxStale = o.MaxStale
+	}
+	if o.KillSignal != nil {
+		c.KillSignal = o.KillSignal
+	}
+	if o.ReloadSignal != nil {
+		c.ReloadSignal = o.ReloadSignal
+	}
+	setS(&c.PidFile, o.PidFile)
+	if o.Exec != nil {
+		if c.Exec == nil {
+			c.Exec = &Exec{}
+		}
+		e, n := c.Exec, o.Exec
+		if len(n.Command) > 0 {
+			e.Command = n.Command
+		}
+		if n.KillSignal != nil {
+			e.KillSignal = n.KillSignal
+		}
+		if n.KillTimeout != nil {
+			e.KillTimeout = n.KillTimeout
+		}
+		if n.ReloadSignal != nil {
+			e.ReloadSignal = n.ReloadSignal
+		}
+		if n.Splay != nil {
+			e.Splay = n.Splay
+		}
+		setB(&e.Enabled, n.Enabled)
+	}
+	setS(&c.LeftDelim, o.LeftDelim)
+	setS(&c.RightDelim, o.RightDelim)
+	c.Once = c.Once || o.Once
+	c.Dry = c.Dry || o.Dry
+	c.Warnings = append(c.Warnings, o.Warnings...)
+}
+
+// Validate checks what only the merged config can tell.
+func (c *Config) Validate() error {
+	for _, t := range c.Templates {
+		switch {
+		case t.Source == "" && t.Contents == "":
+			return fmt.Errorf("%s: template: one of source or contents is required", t.At)
+		case t.Source != "" && t.Contents != "":
+			return fmt.Errorf("%s: template: source and contents exclude each other", t.At)
+		case t.Destination == "" && !c.Dry:
+			return fmt.Errorf("%s: template: destination is required (only -dry can do without one)", t.At)
+		}
+	}
+	if c.Exec != nil && (c.Exec.Enabled == nil || *c.Exec.Enabled) && len(c.Exec.Command) == 0 {
+		return fmt.Errorf("exec: command is required")
+	}
+	return nil
+}
+
+// ExecEnabled reports whether a child process is to be run.
+func (c *Config) ExecEnabled() bool {
+	return c.Exec != nil && len(c.Exec.Command) > 0 && (c.Exec.Enabled == nil || *c.Exec.Enabled)
+}

@@ -1,0 +1,292 @@
+package ctconfig
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestParseTemplateSpec(t *testing.T) {
+	tests := []struct {
+		spec                      string
+		src, dest, cmd, wantError string
+	}{
+		{spec: "in.ctmpl", src: "in.ctmpl"},
+		{spec: "in.ctmpl:out.conf", src: "in.ctmpl", dest: "out.conf"},
+		{spec: "/etc/a.ctmpl:/etc/nginx/nginx.conf:nginx -s reload", src: "/etc/a.ctmpl", dest: "/etc/nginx/nginx.conf", cmd: "nginx -s reload"},
+		{spec: "in:out:sh -c 'echo a:b'", src: "in", dest: "out", cmd: "sh -c 'echo a:b'"},
+		{spec: "a:b:c", src: "a:b", dest: "c"},  // a one-letter source is a Windows drive to consul-template
+		{spec: "a::cmd", src: "a", dest: "cmd"}, // consul-template's split drops empty fields
+		{spec: `C:\in.ctmpl:D:\out`, src: `C:\in.ctmpl`, dest: `D:\out`},
+		{spec: "", wantError: "empty specification"},
+		{spec: "   ", wantError: "empty specification"},
+		{spec: ":::", wantError: "want SRC"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.spec, func(t *testing.T) {
+			got, err := ParseTemplateSpec(tt.spec)
+			if tt.wantError != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantError) {
+					t.Fatalf("error = %v, want %q", err, tt.wantError)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := strings.Join(got.Command, " ")
+			if got.Source != tt.src || got.Destination != tt.dest || cmd != tt.cmd {
+				t.Fatalf("got %q %q %q, want %q %q %q", got.Source, got.Destination, cmd, tt.src, tt.dest, tt.cmd)
+			}
+		})
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	fl, err := ParseFlags([]string{"-once", "-consul", "consul:8500", "-template", "in:out:c d", "-template", "in2:y",
+		"-wait", "2s", "-max-stale", "0s", "-kill-signal", "sigterm", "-reload-signal", "SIGUSR1", "-log-level", "err",
+		"-exec", "app --flag", "-exec-reload-signal", "SIGHUP", "-exec-kill-timeout", "3s", "-config", "a.hcl", "-config", "dir",
+		"-consul-token", "secret", "-consul-ssl", "-consul-ssl-verify=false", "-dry", "-consul-retry-attempts", "3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := fl.Config
+	switch {
+	case !c.Once || !c.Dry:
+		t.Errorf("once %v dry %v", c.Once, c.Dry)
+	case *c.Consul.Address != "consul:8500" || *c.Consul.Token != "secret" || !*c.Consul.SSL.Enabled || *c.Consul.SSL.Verify:
+		t.Errorf("consul %+v", c.Consul)
+	case len(c.Templates) != 2 || c.Templates[0].Command[0] != "c d" || c.Templates[1].Destination != "y":
+		t.Errorf("templates %+v", c.Templates)
+	case c.Wait.Min != 2*time.Second || c.Wait.Max != 8*time.Second:
+		t.Errorf("wait %+v", c.Wait)
+	case *c.MaxStale != 0 || *c.KillSignal != syscall.SIGTERM || *c.ReloadSignal != syscall.SIGUSR1 || *c.LogLevel != "err":
+		t.Errorf("max-stale %v kill %v reload %v level %v", *c.MaxStale, *c.KillSignal, *c.ReloadSignal, *c.LogLevel)
+	case c.Exec.Command[0] != "app --flag" || *c.Exec.ReloadSignal != syscall.SIGHUP || *c.Exec.KillTimeout != 3*time.Second:
+		t.Errorf("exec %+v", c.Exec)
+	case strings.Join(fl.ConfigPaths, ",") != "a.hcl,dir":
+		t.Errorf("config paths %v", fl.ConfigPaths)
+	case len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "-consul-retry-attempts=3"):
+		t.Errorf("warnings %v", c.Warnings)
+	}
+}
+
+func TestParseFlagsErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-vault-addr", "http://v"}, "-vault-addr: Vault is not supported by autopilot"},
+		{[]string{"-dedup"}, "-dedup: dedup mode is not supported"},
+		{[]string{"-syslog", "-vault-renew-token"}, "-syslog: syslog is not supported"},
+		{[]string{"-exec-env-pristine"}, "exec environment filtering is not supported"},
+		{[]string{"-consul-auth", "u:p"}, "CONSUL_HTTP_AUTH"},
+		{[]string{"-template", ""}, "empty specification"},
+		{[]string{"-wait", "5s:1s"}, "max is less than min"},
+		{[]string{"-wait", "1:2:3"}, "want MIN or MIN:MAX"},
+		{[]string{"-wait", "-1s"}, "must not be negative"},
+		{[]string{"-kill-signal", "SIGNOPE"}, `invalid signal "SIGNOPE"`},
+		{[]string{"-log-level", "loud"}, `invalid log level "loud"`},
+		{[]string{"-max-stale", "soon"}, "not a duration"},
+		{[]string{"-template-error-fatal=false"}, "false is not supported"},
+		{[]string{"-exec", " "}, "empty command"},
+		{[]string{"-once", "stray"}, "extra args"},
+		{[]string{"-nope"}, "flag provided but not defined: -nope"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, err := ParseFlags(tt.args)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+const fullHCL = `
+consul {
+  address = "consul.service:8500"
+  token   = "t0k"
+  ssl {
+    enabled = true
+    verify  = false
+    ca_cert = "/ca.pem"
+    server_name = "consul"
+  }
+  retry {
+    enabled  = true
+    attempts = 12
+    backoff  = "250ms"
+  }
+}
+log_level     = "debug"
+max_stale     = "10s"
+kill_signal   = "SIGTERM"
+reload_signal = "SIGUSR2"
+pid_file      = "/run/ct.pid"
+wait {
+  min = "5s"
+  max = "10s"
+}
+default_delimiters {
+  left  = "<%"
+  right = "%>"
+}
+exec {
+  command       = ["/app", "-x"]
+  reload_signal = "SIGHUP"
+  kill_signal   = "SIGINT"
+  kill_timeout  = "2s"
+  splay         = "1s"
+}
+template {
+  source               = "/in.ctmpl"
+  destination          = "/out.conf"
+  command              = "nginx -s reload"
+  command_timeout      = "60s"
+  perms                = 0640
+  backup               = true
+  wait                 = "1s:2s"
+  left_delimiter       = "[["
+  right_delimiter      = "]]"
+  error_on_missing_key = true
+  create_dest_dirs     = false
+  user                 = "root"
+  group                = 0
+}
+template {
+  contents    = <<EOF
+{{ key "x" }}
+EOF
+  destination = "/x"
+  perms       = "0600"
+  wait {
+    min = "1s"
+  }
+}
+`
+
+func TestParseHCL(t *testing.T) {
+	c, err := Parse("full.hcl", []byte(fullHCL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t1, t2 := c.Templates[0], c.Templates[1]
+	switch {
+	case *c.Consul.Address != "consul.service:8500" || *c.Consul.Token != "t0k" || !*c.Consul.SSL.Enabled || *c.Consul.SSL.Verify ||
+		*c.Consul.SSL.CACert != "/ca.pem" || *c.Consul.SSL.ServerName != "consul":
+		t.Errorf("consul %+v ssl %+v", c.Consul, c.Consul.SSL)
+	case *c.LogLevel != "debug" || *c.MaxStale != 10*time.Second || *c.KillSignal != syscall.SIGTERM || *c.ReloadSignal != syscall.SIGUSR2 || *c.PidFile != "/run/ct.pid":
+		t.Errorf("globals %+v", c)
+	case c.Wait.Min != 5*time.Second || c.Wait.Max != 10*time.Second || *c.LeftDelim != "<%" || *c.RightDelim != "%>":
+		t.Errorf("wait %+v delims %v %v", c.Wait, *c.LeftDelim, *c.RightDelim)
+	case strings.Join(c.Exec.Command, " ") != "/app -x" || *c.Exec.ReloadSignal != syscall.SIGHUP || *c.Exec.KillSignal != syscall.SIGINT ||
+		*c.Exec.KillTimeout != 2*time.Second || *c.Exec.Splay != time.Second:
+		t.Errorf("exec %+v", c.Exec)
+	case t1.Source != "/in.ctmpl" || t1.Destination != "/out.conf" || t1.Command[0] != "nginx -s reload" || *t1.CommandTimeout != time.Minute ||
+		*t1.Perms != fs.FileMode(0o640) || !t1.Backup || t1.Wait.Min != time.Second || t1.Wait.Max != 2*time.Second ||
+		t1.LeftDelim != "[[" || t1.RightDelim != "]]" || !t1.ErrorOnMissingKey || *t1.CreateDestDirs || t1.User != "root" || t1.Group != "0":
+		t.Errorf("template 1 %+v", t1)
+	case t2.Contents != "{{ key \"x\" }}\n" || *t2.Perms != 0o600 || t2.Wait.Min != time.Second || t2.Wait.Max != 4*time.Second:
+		t.Errorf("template 2 %+v wait %+v", t2, t2.Wait)
+	case t1.At != "full.hcl:37:1":
+		t.Errorf("template 1 at %q", t1.At)
+	}
+	// The same config as JSON (consul-template reads both).
+	js := `{"consul": {"address": "a:1"}, "template": [{"source": "s", "destination": "d", "perms": "0644"}, {"contents": "x", "destination": "e"}]}`
+	c, err = Parse("c.json", []byte(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *c.Consul.Address != "a:1" || len(c.Templates) != 2 || *c.Templates[0].Perms != 0o644 {
+		t.Errorf("json: %+v %+v", c.Consul, c.Templates)
+	}
+}
+
+func TestParseHCLErrors(t *testing.T) {
+	tests := []struct {
+		name, text, want string
+	}{
+		{"malformed", "template {\n  source = \n}\n", "x.hcl:4:1: object expected closing RBRACE"},
+		{"unclosed block", "consul {\n  address = \"a\"\n", "x.hcl:3:2: object expected closing RBRACE"},
+		{"unknown block", "\n\ntempalte {\n}\n", "x.hcl:3:1: tempalte: unknown option (want one of consul, template"},
+		{"unknown key", "template {\n  source = \"a\"\n  destinaton = \"b\"\n}\n", "x.hcl:3:3: template.destinaton: unknown option"},
+		{"vault", "vault {\n  address = \"v\"\n}\n", "x.hcl:1:1: vault: Vault is not supported by autopilot"},
+		{"nomad", "nomad {}\n", "nomad: Nomad is not supported"},
+		{"dedup", "deduplicate { enabled = true }\n", "deduplicate: dedup mode is not supported"},
+		{"syslog", "syslog { enabled = true }\n", "syslog: syslog is not supported"},
+		{"per-template exec", "template {\n  exec { command = \"x\" }\n}\n", "x.hcl:2:3: template.exec: a per-template exec is not supported"},
+		{"consul namespace", "consul {\n  namespace = \"ns\"\n}\n", "consul.namespace: Consul Enterprise namespaces"},
+		{"consul auth", "consul {\n  auth { enabled = true }\n}\n", "consul.auth: basic auth is not supported"},
+		{"label", "template \"x\" {\n}\n", "x.hcl:1:10: template: unexpected label"},
+		{"bad perms", "template {\n  perms = \"rw-\"\n}\n", "x.hcl:2:11: template.perms: \"rw-\" is not an octal mode"},
+		{"bad duration", "max_stale = \"soon\"\n", "x.hcl:1:13: max_stale: \"soon\" is not a duration"},
+		{"number duration", "max_stale = 5\n", "max_stale: want a duration string"},
+		{"bad signal", "kill_signal = \"SIGFOO\"\n", "kill_signal: invalid signal \"SIGFOO\""},
+		{"bad wait", "wait {\n  min = \"10s\"\n  max = \"1s\"\n}\n", "wait: max 1s is less than min 10s"},
+		{"wait unknown key", "wait {\n  mni = \"1s\"\n}\n", "x.hcl:2:3: wait.mni: unknown option"},
+		{"bad bool", "template {\n  backup = \"maybe\"\n}\n", "template.backup: want true or false"},
+		{"string wanted", "log_level = 3\n", "log_level: want a string"},
+		{"bad log level", "log_level = \"loud\"\n", "invalid log level"},
+		{"block wanted", "consul = [1]\n", "consul: want a block"},
+		{"empty command", "template {\n  command = \"\"\n}\n", "template.command: empty command"},
+		{"command list of numbers", "template {\n  command = [1]\n}\n", "template.command: want a string"},
+		{"error_fatal false", "template {\n  error_fatal = false\n}\n", "template.error_fatal: false is not supported"},
+		{"exec env", "exec {\n  env { pristine = true }\n}\n", "exec.env: exec { env { } } is not supported"},
+		{"bad json", "{\"consul\": [", "x.hcl:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("x.hcl", []byte(tt.text))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		text, want string
+	}{
+		{"template {\n  destination = \"d\"\n}\n", "x.hcl:1:1: template: one of source or contents is required"},
+		{"template {\n  source = \"s\"\n  contents = \"c\"\n  destination = \"d\"\n}\n", "source and contents exclude each other"},
+		{"template {\n  source = \"s\"\n}\n", "destination is required"},
+		{"exec {\n  kill_signal = \"SIGTERM\"\n}\n", "exec: command is required"},
+	}
+	for _, tt := range tests {
+		c, err := Parse("x.hcl", []byte(tt.text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: Validate = %v, want %q", tt.text, err, tt.want)
+		}
+	}
+}
+
+func TestFromPathMergesInOrder(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("b.hcl", "log_level = \"warn\"\ntemplate {\n  source = \"2\"\n  destination = \"2\"\n}\n")
+	write("a.hcl", "log_level = \"debug\"\nconsul { address = \"x:1\" }\ntemplate {\n  source = \"1\"\n  destination = \"1\"\n}\n")
+	c, err := FromPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *c.LogLevel != "warn" || *c.Consul.Address != "x:1" || len(c.Templates) != 2 || c.Templates[0].Source != "1" {
+		t.Fatalf("merged %+v templates %+v", c, c.Templates)
+	}
+	write("c.hcl", "bogus = 1\n")
+	if _, err := FromPath(dir); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "c.hcl")+":1:1: bogus") {
+		t.Fatalf("error = %v, want it to name c.hcl:1:1", err)
+	}
+}

@@ -1,0 +1,562 @@
+package ctconfig
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hashicorp/hcl"
+	"github.com/hashicorp/hcl/hcl/ast"
+	hclparser "github.com/hashicorp/hcl/hcl/parser"
+	"github.com/hashicorp/hcl/hcl/token"
+)
+
+// refused are consul-template options autopilot does not provide, with the
+// reason, by block path. Naming them is an error that says why.
+var refused = map[string]string{
+	"vault":                       "Vault is not supported by autopilot: it only reads Consul",
+	"nomad":                       "Nomad is not supported by autopilot: it only reads Consul",
+	"deduplicate":                 "dedup mode is not supported: autopilot already makes one blocking query per unique dependency",
+	"syslog":                      "syslog is not supported: autopilot logs to stderr",
+	"log_file":                    "log_file is not supported: autopilot logs to stderr",
+	"err_on_failed_lookup":        "err_on_failed_lookup is not supported",
+	"consul.namespace":            "Consul Enterprise namespaces are not supported",
+	"template.exec":               "a per-template exec is not supported: use command (or the global exec)",
+	"template.function_denylist":  "function_denylist is not supported",
+	"template.function_blacklist": "function_blacklist is not supported",
+	"template.sandbox_path":       "sandbox_path is not supported",
+	"exec.env":                    "exec { env { } } is not supported: the child gets autopilot's environment",
+	"exec.timeout":                "exec { timeout } is not supported",
+}
+
+// FromPath reads a config file, or every file of a directory in name order
+// (as consul-template does), merged left to right.
+func FromPath(path string) (*Config, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if !info.IsDir() {
+		return ParseFile(path)
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if !e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	c := &Config{}
+	for _, n := range names {
+		sub, err := ParseFile(filepath.Join(path, n))
+		if err != nil {
+			return nil, err
+		}
+		c.Merge(sub)
+	}
+	return c, nil
+}
+
+// ParseFile reads and parses one HCL or JSON config file.
+func ParseFile(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, b)
+}
+
+// Parse parses a consul-template config (HCL, or JSON) named file.
+func Parse(file string, data []byte) (*Config, error) {
+	if !utf8.Valid(data) {
+		line, col := 1, 1
+		for i := 0; i < len(data); {
+			r, n := utf8.DecodeRune(data[i:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			if r == '\n' {
+				line, col = line+1, 1
+			} else {
+				col++
+			}
+			i += n
+		}
+		return nil, fmt.Errorf("%s:%d:%d: not valid UTF-8", file, line, col)
+	}
+	f, err := parseHCL(data)
+	if err != nil {
+		var pe *hclparser.PosError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%s:%d:%d: %v", file, pe.Pos.Line, pe.Pos.Column, pe.Err)
+		}
+		// The JSON parser's errors start with "line:col: ".
+		return nil, fmt.Errorf("%s:%v", file, err)
+	}
+	root, ok := f.Node.(*ast.ObjectList)
+	if !ok {
+		return nil, fmt.Errorf("%s: not a consul-template config", file)
+	}
+	p := &parser{file: file}
+	c := &Config{}
+	if err := p.top(c, root); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parseHCL is hcl.ParseBytes made safe: HCL v1's scanners panic on some
+// malformed input (found by FuzzParseHCL), which must be an error here.
+func parseHCL(data []byte) (f *ast.File, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, err = nil, fmt.Errorf("cannot parse: %v", r)
+		}
+	}()
+	return hcl.ParseBytes(data)
+}
+
+type parser struct{ file string }
+
+func (p *parser) at(n ast.Node) string {
+	pos := n.Pos()
+	return fmt.Sprintf("%s:%d:%d", p.file, pos.Line, pos.Column)
+}
+
+func (p *parser) errf(n ast.Node, path, format string, a ...any) error {
+	return fmt.Errorf("%s: %s: %s", p.at(n), path, fmt.Sprintf(format, a...))
+}
+
+// items walks an object list, refusing labels, unknown and refused keys.
+func (p *parser) items(list *ast.ObjectList, block string, known []string, each func(key, path string, it *ast.ObjectItem) error) error {
+	for _, it := range list.Items {
+		if len(it.Keys) == 0 {
+			continue
+		}
+		key := keyName(it.Keys[0])
+		path := key
+		if block != "" {
+			path = block + "." + key
+		}
+		if len(it.Keys) > 1 {
+			return p.errf(it.Keys[1], path, "unexpected label %s (consul-template blocks take none)", it.Keys[1].Token.Text)
+		}
+		if why, ok := refused[path]; ok {
+			return p.errf(it, path, "%s", why)
+		}
+		if !contains(known, key) {
+			return p.errf(it, path, "unknown option (want one of %s)", strings.Join(known, ", "))
+		}
+		if err := each(key, path, it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func keyName(k *ast.ObjectKey) string {
+	if s, ok := k.Token.Value().(string); ok {
+		return s
+	}
+	return k.Token.Text
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *parser) top(c *Config, root *ast.ObjectList) error {
+	known := []string{"consul", "template", "wait", "log_level", "max_stale", "kill_signal", "reload_signal",
+		"pid_file", "exec", "default_delimiters", "template_error_fatal", "block_query_wait"}
+	return p.items(root, "", known, func(key, path string, it *ast.ObjectItem) (err error) {
+		switch key {
+		case "consul":
+			if s, ok := literal(it.Val, token.STRING); ok {
+				// consul-template's old form: consul = "host:port".
+				c.Consul.Address = &s
+				return nil
+			}
+			return p.consul(&c.Consul, it)
+		case "template":
+			t, err := p.template(it)
+			if err != nil {
+				return err
+			}
+			c.Templates = append(c.Templates, t)
+		case "wait":
+			c.Wait, err = p.wait(it, path)
+		case "log_level":
+			var s string
+			if s, err = p.str(it, path); err == nil {
+				if err = checkLogLevel(s); err != nil {
+					err = p.errf(it.Val, path, "%v", err)
+				}
+				c.LogLevel = &s
+			}
+		case "max_stale":
+			var d time.Duration
+			d, err = p.duration(it, path)
+			c.MaxStale = &d
+		case "kill_signal":
+			c.KillSignal, err = p.signal(it, path)
+		case "reload_signal":
+			c.ReloadSignal, err = p.signal(it, path)
+		case "pid_file":
+			var s string
+			s, err = p.str(it, path)
+			c.PidFile = &s
+		case "exec":
+			c.Exec, err = p.exec(it)
+		case "default_delimiters":
+			obj, err := p.object(it, path)
+			if err != nil {
+				return err
+			}
+			return p.items(obj, path, []string{"left", "right"}, func(key, path string, it *ast.ObjectItem) error {
+				s, err := p.str(it, path)
+				if key == "left" {
+					c.LeftDelim = &s
+				} else {
+					c.RightDelim = &s
+				}
+				return err
+			})
+		case "template_error_fatal":
+			var b bool
+			if b, err = p.boolean(it, path); err == nil && !b {
+				err = p.errf(it.Val, path, "false is not supported: a template error is always fatal in -once and logged (keeping the last good file) otherwise")
+			}
+		case "block_query_wait":
+			var d time.Duration
+			if d, err = p.duration(it, path); err == nil {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("%s: block_query_wait %s is not used: autopilot's blocking queries wait Consul's default (5m)", p.at(it), d))
+			}
+		}
+		return err
+	})
+}
+
+func (p *parser) consul(c *Consul, it *ast.ObjectItem) error {
+	obj, err := p.object(it, "consul")
+	if err != nil {
+		return err
+	}
+	known := []string{"address", "token", "token_file", "ssl", "retry", "transport", "auth"}
+	return p.items(obj, "consul", known, func(key, path string, it *ast.ObjectItem) (err error) {
+		var s string
+		switch key {
+		case "address":
+			s, err = p.str(it, path)
+			c.Address = &s
+		case "token":
+			s, err = p.str(it, path)
+			c.Token = &s
+		case "token_file":
+			s, err = p.str(it, path)
+			c.TokenFile = &s
+		case "ssl":
+			return p.ssl(&c.SSL, it)
+		case "auth":
+			return p.errf(it, path, "basic auth is not supported; put the credentials in CONSUL_HTTP_AUTH")
+		case "retry", "transport":
+			// Accepted for compatibility, validated as plain values; autopilot
+			// uses its own retry (forever, jittered 250ms..10s) and deadlines.
+			_, err = p.object(it, path)
+		}
+		return err
+	})
+}
+
+func (p *parser) ssl(s *SSL, it *ast.ObjectItem) error {
+	obj, err := p.object(it, "consul.ssl")
+	if err != nil {
+		return err
+	}
+	known := []string{"enabled", "verify", "cert", "key", "ca_cert", "ca_path", "server_name"}
+	return p.items(obj, "consul.ssl", known, func(key, path string, it *ast.ObjectItem) error {
+		switch key {
+		case "enabled", "verify":
+			b, err := p.boolean(it, path)
+			if key == "enabled" {
+				s.Enabled = &b
+			} else {
+				s.Verify = &b
+			}
+			return err
+		}
+		v, err := p.str(it, path)
+		switch key {
+		case "cert":
+			s.Cert = &v
+		case "key":
+			s.Key = &v
+		case "ca_cert":
+			s.CACert = &v
+		case "ca_path":
+			s.CAPath = &v
+		case "server_name":
+			s.ServerName = &v
+		}
+		return err
+	})
+}
+
+func (p *parser) template(it *ast.ObjectItem) (*Template, error) {
+	obj, err := p.object(it, "template")
+	if err != nil {
+		return nil, err
+	}
+	t := &Template{At: p.at(it)}
+	known := []string{"source", "destination", "contents", "command", "command_timeout", "perms", "backup", "wait",
+		"left_delimiter", "right_delimiter", "error_on_missing_key", "create_dest_dirs", "user", "group", "uid", "gid", "error_fatal"}
+	err = p.items(obj, "template", known, func(key, path string, it *ast.ObjectItem) (err error) {
+		switch key {
+		case "source":
+			t.Source, err = p.str(it, path)
+		case "destination":
+			t.Destination, err = p.str(it, path)
+		case "contents":
+			t.Contents, err = p.str(it, path)
+		case "command":
+			t.Command, err = p.command(it, path)
+		case "command_timeout":
+			var d time.Duration
+			d, err = p.duration(it, path)
+			t.CommandTimeout = &d
+		case "perms":
+			var m fs.FileMode
+			m, err = p.perms(it, path)
+			t.Perms = &m
+		case "backup":
+			t.Backup, err = p.boolean(it, path)
+		case "wait":
+			t.Wait, err = p.wait(it, path)
+		case "left_delimiter":
+			t.LeftDelim, err = p.str(it, path)
+		case "right_delimiter":
+			t.RightDelim, err = p.str(it, path)
+		case "error_on_missing_key":
+			t.ErrorOnMissingKey, err = p.boolean(it, path)
+		case "create_dest_dirs":
+			var b bool
+			b, err = p.boolean(it, path)
+			t.CreateDestDirs = &b
+		case "user", "group", "uid", "gid":
+			var s string
+			if lit, ok := literal(it.Val, token.NUMBER); ok {
+				s = lit
+			} else if s, err = p.str(it, path); err != nil {
+				return err
+			}
+			if key == "user" || key == "uid" {
+				t.User = s
+			} else {
+				t.Group = s
+			}
+		case "error_fatal":
+			var b bool
+			if b, err = p.boolean(it, path); err == nil && !b {
+				err = p.errf(it.Val, path, "false is not supported: a template error is always fatal in -once and logged (keeping the last good file) otherwise")
+			}
+		}
+		return err
+	})
+	return t, err
+}
+
+func (p *parser) exec(it *ast.ObjectItem) (*Exec, error) {
+	obj, err := p.object(it, "exec")
+	if err != nil {
+		return nil, err
+	}
+	e := &Exec{}
+	known := []string{"command", "enabled", "kill_signal", "kill_timeout", "reload_signal", "splay"}
+	err = p.items(obj, "exec", known, func(key, path string, it *ast.ObjectItem) (err error) {
+		switch key {
+		case "command":
+			e.Command, err = p.command(it, path)
+		case "enabled":
+			var b bool
+			b, err = p.boolean(it, path)
+			e.Enabled = &b
+		case "kill_signal":
+			e.KillSignal, err = p.signal(it, path)
+		case "reload_signal":
+			e.ReloadSignal, err = p.signal(it, path)
+		case "kill_timeout":
+			var d time.Duration
+			d, err = p.duration(it, path)
+			e.KillTimeout = &d
+		case "splay":
+			var d time.Duration
+			d, err = p.duration(it, path)
+			e.Splay = &d
+		}
+		return err
+	})
+	return e, err
+}
+
+// literal returns a literal's value as text when its token is of kind k.
+func literal(n ast.Node, k token.Type) (string, bool) {
+	lit, ok := n.(*ast.LiteralType)
+	if !ok || lit.Token.Type != k {
+		return "", false
+	}
+	if k == token.STRING || k == token.HEREDOC {
+		s, ok := lit.Token.Value().(string)
+		return s, ok
+	}
+	return lit.Token.Text, true
+}
+
+func (p *parser) str(it *ast.ObjectItem, path string) (string, error) {
+	if s, ok := literal(it.Val, token.STRING); ok {
+		return s, nil
+	}
+	if s, ok := literal(it.Val, token.HEREDOC); ok {
+		return s, nil
+	}
+	return "", p.errf(it.Val, path, "want a string")
+}
+
+func (p *parser) boolean(it *ast.ObjectItem, path string) (bool, error) {
+	if s, ok := literal(it.Val, token.BOOL); ok {
+		return s == "true", nil
+	}
+	if s, ok := literal(it.Val, token.STRING); ok { // consul-template decodes weakly
+		if b, err := strconv.ParseBool(s); err == nil {
+			return b, nil
+		}
+	}
+	return false, p.errf(it.Val, path, "want true or false")
+}
+
+func (p *parser) duration(it *ast.ObjectItem, path string) (time.Duration, error) {
+	s, ok := literal(it.Val, token.STRING)
+	if !ok {
+		return 0, p.errf(it.Val, path, "want a duration string such as \"5s\"")
+	}
+	d, err := ParseDuration(s)
+	if err != nil {
+		return 0, p.errf(it.Val, path, "%v", err)
+	}
+	return d, nil
+}
+
+func (p *parser) perms(it *ast.ObjectItem, path string) (fs.FileMode, error) {
+	s, ok := literal(it.Val, token.STRING)
+	if !ok {
+		s, ok = literal(it.Val, token.NUMBER)
+	}
+	if !ok {
+		return 0, p.errf(it.Val, path, "want an octal mode such as \"0644\"")
+	}
+	m, err := strconv.ParseUint(s, 8, 12)
+	if err != nil {
+		return 0, p.errf(it.Val, path, "%q is not an octal mode such as \"0644\"", s)
+	}
+	return fs.FileMode(m), nil
+}
+
+func (p *parser) signal(it *ast.ObjectItem, path string) (*syscall.Signal, error) {
+	s, err := p.str(it, path)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := ParseSignal(s)
+	if err != nil {
+		return nil, p.errf(it.Val, path, "%v", err)
+	}
+	return &sig, nil
+}
+
+func (p *parser) command(it *ast.ObjectItem, path string) ([]string, error) {
+	if s, ok := literal(it.Val, token.STRING); ok {
+		if strings.TrimSpace(s) == "" {
+			return nil, p.errf(it.Val, path, "empty command")
+		}
+		return []string{s}, nil
+	}
+	list, ok := it.Val.(*ast.ListType)
+	if !ok {
+		return nil, p.errf(it.Val, path, "want a string or a list of strings")
+	}
+	var argv []string
+	for _, n := range list.List {
+		s, ok := literal(n, token.STRING)
+		if !ok {
+			return nil, p.errf(n, path, "want a string")
+		}
+		argv = append(argv, s)
+	}
+	if len(argv) == 0 {
+		return nil, p.errf(it.Val, path, "empty command")
+	}
+	return argv, nil
+}
+
+func (p *parser) object(it *ast.ObjectItem, path string) (*ast.ObjectList, error) {
+	o, ok := it.Val.(*ast.ObjectType)
+	if !ok {
+		return nil, p.errf(it.Val, path, "want a block { ... }")
+	}
+	return o.List, nil
+}
+
+func (p *parser) wait(it *ast.ObjectItem, path string) (*Wait, error) {
+	if s, ok := literal(it.Val, token.STRING); ok {
+		w, err := ParseWait(s)
+		if err != nil {
+			return nil, p.errf(it.Val, path, "%v", err)
+		}
+		return w, nil
+	}
+	obj, err := p.object(it, path)
+	if err != nil {
+		return nil, p.errf(it.Val, path, "want \"MIN[:MAX]\" or { min = \"..\" max = \"..\" }")
+	}
+	w := &Wait{}
+	var hasMax bool
+	err = p.items(obj, path, []string{"min", "max", "enabled"}, func(key, sub string, it *ast.ObjectItem) (err error) {
+		switch key {
+		case "min":
+			w.Min, err = p.duration(it, sub)
+		case "max":
+			w.Max, err = p.duration(it, sub)
+			hasMax = true
+		case "enabled":
+			var b bool
+			b, err = p.boolean(it, sub)
+			w.Disabled = !b
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !hasMax {
+		w.Max = 4 * w.Min
+	}
+	if w.Max < w.Min {
+		return nil, p.errf(it.Val, path, "max %s is less than min %s", w.Max, w.Min)
+	}
+	return w, nil
+}

@@ -124,7 +124,7 @@ func (s *Supervisor) build(cfg *config.Config, n int) (*generation, error) {
 		g.watches = append(g.watches, w)
 	}
 	for _, j := range g.jobs {
-		if j.periodic || j.cfg.Exec.IsZero() {
+		if j.periodic && !j.gated || j.cfg.Exec.IsZero() {
 			continue
 		}
 		src := j.trigger.source
@@ -138,6 +138,16 @@ func (s *Supervisor) build(cfg *config.Config, n int) (*generation, error) {
 			return nil, fmt.Errorf("job %s: when.source %q: no such job", j.cfg.Name, src)
 		}
 		g.router.subs[j.trigger] = append(g.router.subs[j.trigger], j)
+	}
+	for _, j := range g.jobs {
+		t := j.trigger
+		if j.periodic || j.cfg.When.Each || t.event != config.ExitSuccess && t.event != config.ExitFailed {
+			continue
+		}
+		if src := g.byName[t.source]; src != nil && src.cfg.Timeout == 0 && !src.periodic &&
+			!src.cfg.Restarts.Unlimited && src.cfg.Restarts.Max == 0 && src.timeout == 0 {
+			src.timeout = DefaultSetupTimeout
+		}
 	}
 	if s.ready != nil && isClosed(s.ready.Done()) {
 		g.ready = s.ready
@@ -326,7 +336,7 @@ func (g *generation) canRun(j *job, visiting map[*job]bool) bool {
 	case StateDone, StateStopped:
 		return false
 	}
-	if j.periodic {
+	if j.periodic && (!j.gated || r.fired) {
 		return true
 	}
 	if r.fired && !j.cfg.When.Each {
@@ -339,7 +349,9 @@ func (g *generation) canRun(j *job, visiting map[*job]bool) bool {
 func (g *generation) canPublish(k eventKey, visiting map[*job]bool) bool {
 	switch {
 	case k.source == "":
-		return false // startup happened; stopping and stopped belong to the shutdown
+		// Maintenance can change at any time; startup happened; stopping,
+		// stopped and shutdown belong to the shutdown.
+		return k.event == config.EnterMaintenance || k.event == config.ExitMaintenance
 	case strings.HasPrefix(k.source, "watch."):
 		return true
 	}

@@ -101,7 +101,7 @@ func TestHelperProcess(t *testing.T) {
 	mode, args := args[1], args[2:]
 	switch mode {
 	case "supervise": // supervise CONFIG CONSUL -- ARGV...: the supervisor itself
-		log := zerolog.New(os.Stderr).Level(zerolog.DebugLevel).With().Timestamp().Logger()
+		log := zerolog.New(DropEPIPE(os.Stderr)).Level(zerolog.DebugLevel).With().Timestamp().Logger()
 		argv := args[3:]
 		load := func() (*config.Config, error) {
 			c, err := config.Load(args[0], os.LookupEnv)
@@ -115,12 +115,18 @@ func TestHelperProcess(t *testing.T) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(ExitConfig)
 		}
-		sv, err := New(cfg, Options{Consul: args[1], Log: log, WatchOptions: watchOpts, Load: load})
+		verify, _ := time.ParseDuration(os.Getenv("AUTOPILOT_TEST_VERIFY"))
+		sv, err := New(cfg, Options{Consul: args[1], Log: log, WatchOptions: watchOpts, Load: load, VerifyInterval: verify})
 		if err != nil {
 			log.Error().Err(err).Msg("cannot run the config")
 			os.Exit(ExitError)
 		}
 		os.Exit(sv.Run(context.Background()))
+	case "get": // get URL: exit 0 if URL answers 200
+		resp, err := http.Get(args[0])
+		if err != nil || resp.StatusCode != 200 {
+			os.Exit(1)
+		}
 	case "exit": // exit CODE
 		os.Exit(atoi(args[0]))
 	case "kill": // kill SIG: die of a signal

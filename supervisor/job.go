@@ -35,6 +35,10 @@ const (
 	// DefaultChangeHookTimeout bounds a job run by a watch's changed event
 	// (onChange).
 	DefaultChangeHookTimeout = 60 * time.Second
+	// DefaultSetupTimeout bounds a job that another job waits for (its
+	// exitSuccess or exitFailed starts that job, e.g. preStart before the
+	// app) and that is never restarted.
+	DefaultSetupTimeout = 5 * time.Minute
 	// restartBackoffMax caps the delay before restarting a job that keeps
 	// exiting within restartQuick of its start.
 	restartBackoffMax = 5 * time.Second
@@ -73,6 +77,10 @@ type job struct {
 	inbox    *inbox
 	trigger  eventKey
 	periodic bool
+	// gated: a periodic job whose ticking starts at an event (When.Source
+	// or an Event other than startup), e.g. a ContainerPilot 2 task after
+	// preStart.
+	gated bool
 	stopHook bool // triggered by stopping/stopped: runs during shutdown
 	timeout  time.Duration
 	stopTO   time.Duration
@@ -104,7 +112,8 @@ func newJob(s *Supervisor, g *generation, jc config.Job) *job {
 	}
 	j.trigger = eventKey{jc.When.Source, ev}
 	j.periodic = jc.When.Interval > 0
-	j.stopHook = !j.periodic && (ev == config.Stopping || ev == config.Stopped)
+	j.gated = j.periodic && (jc.When.Source != "" || ev != config.Startup)
+	j.stopHook = !j.periodic && (ev == config.Stopping || ev == config.Stopped || ev == config.Shutdown)
 	j.timeout = jc.Timeout
 	switch {
 	case j.timeout > 0:
@@ -200,23 +209,33 @@ func (j *job) loop(ctx context.Context) {
 		restart   timer
 		deadline  timer // the job's timeout
 		kill      timer // SIGKILL after stopTimeout
+		giveUp    timer // when.timeout: the trigger did not come in time
 		stopReply chan struct{}
 	)
-	defer func() { restart.stop(); deadline.stop(); kill.stop() }()
+	defer func() { restart.stop(); deadline.stop(); kill.stop(); giveUp.stop() }()
 	if j.cfg.Exec.IsZero() {
 		<-ctx.Done()
 		return
 	}
-	if j.periodic {
+	startTicking := func() {
 		tick = time.NewTicker(j.cfg.When.Interval)
-		defer tick.Stop()
 		tickC = tick.C
 		if r, _ := j.snapshot(); r.starts == 0 {
 			j.start(&deadline)
 		}
 	}
+	defer func() {
+		if tick != nil {
+			tick.Stop()
+		}
+	}()
+	if r, _ := j.snapshot(); j.periodic && (!j.gated || r.fired) {
+		startTicking()
+	}
 	if r, _ := j.snapshot(); r.state == StateRestarting {
 		restart.arm(0) // handed over while a restart was pending
+	} else if r.state == StateWaiting && !r.fired && j.cfg.When.Timeout > 0 {
+		giveUp.arm(j.cfg.When.Timeout)
 	}
 	for {
 		var done <-chan struct{}
@@ -229,7 +248,10 @@ func (j *job) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-j.inbox.ready:
-			j.onEvents(&deadline, &restart)
+			j.onEvents(&deadline, &restart, &giveUp)
+			if r, _ := j.snapshot(); j.gated && r.fired && tick == nil && !j.g.stopping.Load() {
+				startTicking()
+			}
 		case <-tickC:
 			if r, _ := j.snapshot(); r.proc == nil && !j.g.stopping.Load() {
 				j.start(&deadline)
@@ -255,6 +277,14 @@ func (j *job) loop(ctx context.Context) {
 			if r, _ := j.snapshot(); r.proc != nil {
 				j.log.Warn().Dur("timeout", j.timeout).Int("pid", r.proc.Pid).Msg("job timed out: killing its process group")
 				_ = r.proc.SignalGroup(syscall.SIGKILL)
+			}
+		case <-giveUp.c():
+			giveUp.stop()
+			if r, _ := j.snapshot(); r.state == StateWaiting && !r.fired {
+				j.log.Warn().Dur("timeout", j.cfg.When.Timeout).Str("source", j.trigger.source).
+					Str("event", string(j.trigger.event)).Msg("when.timeout: its event did not come; giving up")
+				j.g.router.publish(eventKey{j.cfg.Name, config.Stopped})
+				j.update(func(r *jobRun) { r.state, r.stopped = StateDone, true })
 			}
 		case <-kill.c():
 			kill.stop()
@@ -305,7 +335,7 @@ func (j *job) stop(ctx context.Context) {
 }
 
 // onEvents takes the inbox and starts the job for each trigger that applies.
-func (j *job) onEvents(deadline, restart *timer) {
+func (j *job) onEvents(deadline, restart, giveUp *timer) {
 	j.mu.Lock()
 	j.taking = true
 	j.s.version.Add(1)
@@ -320,7 +350,7 @@ func (j *job) onEvents(deadline, restart *timer) {
 		j.s.poke()
 	}()
 	for _, p := range j.inbox.take() {
-		j.handle(p, deadline, restart)
+		j.handle(p, deadline, restart, giveUp)
 		j.mu.Lock()
 		if p.seq > j.handled {
 			j.handled = p.seq
@@ -331,8 +361,14 @@ func (j *job) onEvents(deadline, restart *timer) {
 	}
 }
 
-func (j *job) handle(p pending, deadline, restart *timer) {
-	if p.key != j.trigger || j.periodic {
+func (j *job) handle(p pending, deadline, restart, giveUp *timer) {
+	if p.key != j.trigger || j.periodic && !j.gated {
+		return
+	}
+	if j.periodic {
+		if r, _ := j.snapshot(); !r.fired {
+			j.update(func(r *jobRun) { r.fired = true })
+		}
 		return
 	}
 	r, _ := j.snapshot()
@@ -344,6 +380,7 @@ func (j *job) handle(p pending, deadline, restart *timer) {
 	case !j.cfg.When.Each && r.fired:
 		return
 	}
+	giveUp.stop()
 	j.update(func(r *jobRun) { r.fired = true })
 	if r.proc != nil {
 		if j.cfg.When.Each {

@@ -86,7 +86,7 @@ func defKey(d consul.Service) string {
 func (v *service) run(ctx context.Context) {
 	retry := timer{}
 	defer retry.stop()
-	verify := time.NewTicker(verifyEvery)
+	verify := time.NewTicker(v.s.opts.VerifyInterval)
 	defer verify.Stop()
 	failures := 0
 	v.poke(true)

@@ -62,6 +62,10 @@ type Options struct {
 	// PutMetric receives the values of sensor jobs (config.Job.Sensor). nil
 	// drops them.
 	PutMetric func(name string, value float64) error
+	// VerifyInterval is how often each registration compares the agent's
+	// state with autopilot's and repairs drift (default 10s); it also
+	// happens after every reload, maintenance change and agent error.
+	VerifyInterval time.Duration
 	// OnEvent, if set, is called for every event published (tests and
 	// benchmarks); it must not block.
 	OnEvent func(source string, event config.Event)
@@ -111,6 +115,9 @@ func New(cfg *config.Config, opts Options) (*Supervisor, error) {
 	}
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
+	}
+	if opts.VerifyInterval <= 0 {
+		opts.VerifyInterval = verifyEvery
 	}
 	s := &Supervisor{opts: opts, poked: make(chan struct{}, 1), ctl: make(chan ctlReq)}
 	s.log, s.level = withLogLevel(opts.Log)
@@ -335,10 +342,18 @@ func (s *Supervisor) toggleMaintenance() {
 }
 
 func (s *Supervisor) setMaintenance(on bool) {
-	s.maint.Store(on)
+	was := s.maint.Swap(on)
 	s.log.Info().Bool("maintenance", on).Msg("maintenance requested")
-	for _, v := range s.current().services {
+	g := s.current()
+	for _, v := range g.services {
 		v.poke(true)
+	}
+	if was != on {
+		ev := config.ExitMaintenance
+		if on {
+			ev = config.EnterMaintenance
+		}
+		g.router.publish(eventKey{"", ev})
 	}
 }
 
@@ -498,6 +513,7 @@ func stopProcess(j *job, p *proc.Process) {
 func (s *Supervisor) shutdown(g *generation, sig syscall.Signal) int {
 	ctx := context.Background()
 	g.stopping.Store(true)
+	g.publishWait(ctx, eventKey{"", config.Shutdown})
 	g.stopLoops()
 	var wg sync.WaitGroup
 	for _, v := range g.services {

@@ -80,7 +80,7 @@ type job struct {
 	// gated: a periodic job whose ticking starts at an event (When.Source
 	// or an Event other than startup), e.g. a ContainerPilot 2 task after
 	// preStart.
-	gated bool
+	gated    bool
 	stopHook bool // triggered by stopping/stopped: runs during shutdown
 	timeout  time.Duration
 	stopTO   time.Duration

@@ -37,7 +37,16 @@ type Config struct {
 	Command proc.Command
 	// Reload, if set, runs after Command: the supervisor's reloadSignal.
 	Reload func(ctx context.Context) error
-	Wait   Wait // quiescence before a re-render; zero = render at once
+	// Apply, if set, is offered every change once the candidate passed
+	// Check and replaced Destination, with the content that was in place
+	// (old) and the new one. applied=true means the running service now
+	// runs new without a reload (HAProxy's runtime API), so Command and
+	// Reload do not run. applied=false with a nil error means the change
+	// needs a reload; an error means applying failed part way. Either way
+	// the runner goes on as without Apply: Command, Reload, and on failure
+	// the previous file back. Not called for a first file (no old).
+	Apply func(ctx context.Context, old, new []byte) (applied bool, err error)
+	Wait  Wait // quiescence before a re-render; zero = render at once
 	Options
 
 	// Contents, if set, is the template text itself (consul-template's
@@ -147,6 +156,12 @@ type Stats struct {
 	// permission denied, read-only filesystem); each is retried with
 	// backoff until the destination holds the current render.
 	WriteErrors int
+	// Reloads counts writes that went down the reload path (Command or
+	// Reload ran), RuntimeApplied those that Apply made live without a
+	// reload, RuntimeFallbacks the Apply errors that fell back to a reload.
+	Reloads          int
+	RuntimeApplied   int
+	RuntimeFallbacks int
 
 	// RenderTime is the total time spent executing complete renders
 	// (Renders of them), for an average render duration.
@@ -628,11 +643,15 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 	u.stats.Writes++
 	u.stats.LastWrite = time.Now()
 	u.mu.Unlock()
+	if hadPrev && u.cfg.Apply != nil && r.applyLive(ctx, u, prev, out) {
+		return nil
+	}
 	u.log.Info().Int("bytes", len(out)).Strs("changed", u.changed).Msg("file updated")
 
 	err = r.reload(ctx, u)
 	if !u.cfg.Command.IsZero() || u.cfg.Reload != nil {
 		u.mu.Lock()
+		u.stats.Reloads++
 		u.stats.LastReload = newOutcome(err, nil)
 		if err != nil {
 			u.stats.ReloadFailures++
@@ -654,6 +673,27 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 		return fmt.Errorf("%w; reload after restoring previous file: %v", err, rerr)
 	}
 	return fmt.Errorf("%w (previous file restored and reloaded)", err)
+}
+
+// applyLive offers a swapped-in change to the template's Apply hook and
+// reports whether it made the change live, so that no reload is needed.
+func (r *Runner) applyLive(ctx context.Context, u *unit, prev, out []byte) bool {
+	applied, err := u.cfg.Apply(ctx, prev, out)
+	u.mu.Lock()
+	switch {
+	case err != nil:
+		u.stats.RuntimeFallbacks++
+	case applied:
+		u.stats.RuntimeApplied++
+	}
+	u.mu.Unlock()
+	switch {
+	case err != nil:
+		u.log.Warn().Err(err).Msg("applying the change without a reload failed; reloading from the file")
+	case applied:
+		u.log.Info().Int("bytes", len(out)).Strs("changed", u.changed).Str("path", "runtime").Msg("file updated; change applied without a reload")
+	}
+	return err == nil && applied
 }
 
 // check runs the template's check command on the candidate at path and

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -208,5 +209,62 @@ func TestUnifiedDiff(t *testing.T) {
 	}
 	if got := UnifiedDiff("a", "b", []byte(a), []byte(a)); got != "" {
 		t.Fatalf("diff of equal inputs = %q", got)
+	}
+}
+
+// TestRunnerApplyHook: a change Apply makes live is swapped in without a
+// reload; one it declines, or fails to apply, goes down the reload path,
+// and each outcome is counted apart.
+func TestRunnerApplyHook(t *testing.T) {
+	type answer struct {
+		applied bool
+		err     error
+	}
+	tests := []struct {
+		name string
+		answer
+		want Stats // the counters after the second write
+	}{
+		{"applied", answer{true, nil}, Stats{Writes: 2, Reloads: 1, RuntimeApplied: 1}},
+		{"needs a reload", answer{false, nil}, Stats{Writes: 2, Reloads: 2}},
+		{"failed", answer{false, errors.New("socket gone")}, Stats{Writes: 2, Reloads: 2, RuntimeFallbacks: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := newMapSource()
+			q := svcQuery(t, "web")
+			src.set(q, instances("web", "127.0.0.1"))
+			dest := filepath.Join(t.TempDir(), "out.conf")
+			var reloads atomic.Int64
+			var seen atomic.Value
+			r, _ := startRunner(t, src, Config{Source: writeTemp(t, "t.ctmpl", upstreamTmpl), Destination: dest,
+				Reload: func(context.Context) error { reloads.Add(1); return nil },
+				Apply: func(_ context.Context, old, new []byte) (bool, error) {
+					if b, _ := os.ReadFile(dest); string(b) != string(new) {
+						return false, errors.New("Apply called before the swap")
+					}
+					seen.Store(string(old) + "->" + string(new))
+					return tt.applied, tt.err
+				}})
+			testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+				return r.Stats()[0].Writes == 1, readFile(t, dest)
+			})
+			if seen.Load() != nil {
+				t.Fatal("Apply offered the first file")
+			}
+			src.set(q, instances("web", "127.0.0.1", "127.0.0.2"))
+			testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+				s := r.Stats()[0]
+				return s.Writes == 2 && s.Reloads+s.RuntimeApplied == 2, readFile(t, dest)
+			})
+			s := r.Stats()[0]
+			got := Stats{Writes: s.Writes, Reloads: s.Reloads, RuntimeApplied: s.RuntimeApplied, RuntimeFallbacks: s.RuntimeFallbacks}
+			if !reflect.DeepEqual(got, tt.want) || int(reloads.Load()) != tt.want.Reloads {
+				t.Fatalf("stats %+v, reloads run %d; want %+v", s, reloads.Load(), tt.want)
+			}
+			if got := seen.Load(); got != "server 127.0.0.1:8000;\n->server 127.0.0.1:8000;\nserver 127.0.0.2:8001;\n" {
+				t.Fatalf("Apply saw %q", got)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@
 package templates
 
 import (
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/autopilot/autopilot/internal/fixture"
+	"github.com/autopilot/autopilot/internal/haproxy"
 	"github.com/autopilot/autopilot/render"
 )
 
@@ -23,7 +25,7 @@ func TestGolden(t *testing.T) {
 	if err != nil || len(fixtures) == 0 {
 		t.Fatalf("no fixtures: %v", err)
 	}
-	for _, tmpl := range []string{"nginx.conf.tmpl", "haproxy.cfg.tmpl"} {
+	for _, tmpl := range []string{"nginx.conf.tmpl", "haproxy.cfg.tmpl", "haproxy-runtime.cfg.tmpl"} {
 		for _, fx := range fixtures {
 			name := strings.TrimSuffix(filepath.Base(fx), ".json")
 			t.Run(tmpl+"/"+name, func(t *testing.T) {
@@ -57,5 +59,41 @@ func TestGolden(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestRuntimeTemplateIsHitless: between two catalogs with the same services
+// (missing: customers 1, sales 0 healthy; three: customers 3, sales 1), the
+// stock runtime template changes only server lines, so autopilot applies it
+// through HAProxy's runtime API; a new service (one -> three adds sales)
+// needs a reload.
+func TestRuntimeTemplateIsHitless(t *testing.T) {
+	t.Setenv("HAPROXY_BIND", "*:80")
+	read := func(name string) *haproxy.Config {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join("testdata", name+".haproxy-runtime.cfg.golden"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := haproxy.ParseConfig(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	ops, err := haproxy.Plan(read("missing"), read("three"))
+	if err != nil {
+		t.Fatalf("missing -> three needs a reload: %v", err)
+	}
+	var got []string
+	for _, op := range ops {
+		got = append(got, op.String())
+	}
+	want := "set customers/customers-a-4000 add customers/customers-b-4001 add customers/customers-c-4000 add sales/sales-a-3000"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("plan %q, want %q", strings.Join(got, " "), want)
+	}
+	if _, err := haproxy.Plan(read("one"), read("three")); !errors.Is(err, haproxy.ErrNeedsReload) {
+		t.Fatalf("a new service: err %v, want ErrNeedsReload", err)
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,9 +14,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/autopilot/autopilot/internal/consul"
 	"github.com/autopilot/autopilot/internal/dep"
 	"github.com/autopilot/autopilot/internal/fixture"
+	"github.com/autopilot/autopilot/internal/haproxy"
 	"github.com/autopilot/autopilot/internal/proc"
 	"github.com/autopilot/autopilot/render"
 )
@@ -67,6 +71,9 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		minInstances = fs.Int("min-instances", 0, "treat a service with fewer healthy instances as missing data (keep the last good file)")
 		stale        = fs.Bool("stale", false, "allow stale reads from any Consul server")
 		logLevel     = fs.String("log-level", "info", "debug, info, warn or error")
+		hxRuntime    = fs.String("haproxy-runtime", "", "HAProxy stats socket (level admin): apply changes to backend servers through the runtime API, without a reload")
+		hxMaster     = fs.String("haproxy-master", "", "HAProxy master CLI socket (haproxy -W -S): confirm each reload, retry a missed one; without a COMMAND, reload through it")
+		hxDrain      = fs.Duration("haproxy-drain", haproxy.DefaultDrain, "with -haproxy-runtime: how long a removed server keeps its sessions before it is deleted")
 	)
 	fs.Var(&templates, "template", "SRC[:DEST[:COMMAND]] (repeatable)")
 	fs.Usage = func() {
@@ -117,6 +124,14 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		c.Options = render.Options{Strict: *strict, MinInstances: *minInstances}
 		cfgs = append(cfgs, c)
 	}
+	if *hxDrain <= 0 {
+		return usageErr("-haproxy-drain %v: want a positive duration", *hxDrain)
+	}
+	commands := &proc.Runner{Stdout: stderr, Stderr: stderr}
+	for i := range cfgs {
+		closeHX := withHAProxy(&cfgs[i], *hxRuntime, *hxMaster, *hxDrain, commands, log)
+		defer closeHX()
+	}
 
 	var src dep.Source
 	if *data != "" {
@@ -144,7 +159,7 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	r, err := render.NewRunner(src, cfgs, render.RunnerOptions{
 		Mode: mode, Out: stdout, WatchTemplates: *watchTmpl, Log: log,
-		Commands: &proc.Runner{Stdout: stderr, Stderr: stderr},
+		Commands: commands,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "autopilot render: %v\n", err)
@@ -164,6 +179,49 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return exitError
 	}
 	return exitOK
+}
+
+// withHAProxy gives a template the HAProxy hooks its flags ask for: Apply
+// through the runtime API at runtimeSock, and reloads confirmed on the
+// master CLI at masterSock, triggered by the template's command (or by the
+// master CLI's `reload` when it has none). It returns what stops the
+// background deletions of drained servers.
+func withHAProxy(c *render.Config, runtimeSock, masterSock string, drain time.Duration, commands *proc.Runner, log zerolog.Logger) func() {
+	log = log.With().Str("template", c.Source).Logger()
+	stop := func() {}
+	if runtimeSock != "" {
+		rt := haproxy.NewRuntime(haproxy.RuntimeOptions{Socket: runtimeSock, Drain: drain, Log: log})
+		c.Apply, stop = rt.Apply, rt.Close
+	}
+	if masterSock != "" {
+		var trigger func(context.Context) error
+		if cmd := c.Command; !cmd.IsZero() {
+			trigger = func(ctx context.Context) error {
+				out, err := commands.Output(ctx, cmd)
+				if err != nil {
+					return fmt.Errorf("command %q: %w: %s", cmd, err, bytes.TrimSpace(out))
+				}
+				return nil
+			}
+			c.Command = proc.Command{}
+		}
+		rl := haproxy.NewReloader(haproxy.ReloaderOptions{Master: masterSock, Trigger: trigger, Log: log})
+		c.Reload = func(ctx context.Context) error {
+			err := rl.Reload(ctx)
+			var de *haproxy.DialError
+			switch {
+			case !errors.As(err, &de):
+				return err
+			case trigger != nil:
+				log.Warn().Err(err).Msg("HAProxy master CLI unreachable: running the reload command unconfirmed")
+				return trigger(ctx)
+			default:
+				log.Warn().Err(err).Msg("HAProxy master CLI unreachable: not reloaded (HAProxy reads the file when it starts)")
+				return nil
+			}
+		}
+	}
+	return stop
 }
 
 // writeSnapshot captures the live Consul into a fixture file.

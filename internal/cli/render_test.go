@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/autopilot/autopilot/internal/haproxy"
 	"github.com/autopilot/autopilot/internal/testenv"
 )
 
@@ -210,4 +211,93 @@ func TestRenderTimeoutStopsNestedLoops(t *testing.T) {
 	if _, err := os.Stat(dest); err == nil {
 		t.Fatal("a stopped render wrote the destination")
 	}
+}
+
+// TestRenderHAProxyFlags: with -haproxy-runtime a new server reaches the
+// running HAProxy without a reload; with -haproxy-master a change outside
+// backends reloads through the master CLI, confirmed.
+func TestRenderHAProxyFlags(t *testing.T) {
+	dir := t.TempDir()
+	sockDir, err := os.MkdirTemp("", "cli-hx-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	admin := filepath.Join(sockDir, "admin.sock")
+	t.Setenv("HX_ADMIN", admin)
+	t.Setenv("HX_PORT", fmt.Sprint(testenv.FreePort(t)))
+	src := write(t, dir, "haproxy.cfg.tmpl", `global
+    stats socket {{ env "HX_ADMIN" }} mode 600 level admin
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+frontend http
+    bind 127.0.0.1:{{ env "HX_PORT" }}
+    http-request set-header X-Mode {{ key "app/mode" }}
+    default_backend web
+backend web
+{{- range service "web" }}
+    server {{ .ID }} {{ .Address }}:{{ .Port }}
+{{- end }}
+`)
+	fixture := func(name, mode string, ports ...int) string {
+		var svcs []string
+		for i, p := range ports {
+			svcs = append(svcs, fmt.Sprintf(`{"ID": "web-%d", "Node": "n1", "Address": "127.0.0.1", "Port": %d}`, i+1, p))
+		}
+		return write(t, dir, name, fmt.Sprintf(`{"services": {"web": [%s]}, "kv": {"app/mode": %q}}`, strings.Join(svcs, ","), mode))
+	}
+	dest := filepath.Join(dir, "haproxy.cfg")
+	// The first file, before HAProxy runs: nothing to confirm yet.
+	if code, _, errs := run(t, "render", "-once", "-data", fixture("1.json", "a", 8001), "-template", src+":"+dest); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	h := testenv.StartHAProxy(t, dest)
+	procs := func() string {
+		out, err := h.MasterCLI("show proc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, _, _ := strings.Cut(strings.SplitN(out, "\n", 3)[1], "0d") // "PID master N [failed: F] "
+		return strings.Join(strings.Fields(l), " ")
+	}
+	flags := []string{"-haproxy-runtime", admin, "-haproxy-master", h.MasterSocket, "-template", src + ":" + dest}
+	before := procs()
+	code, _, errs := run(t, append([]string{"render", "-once", "-data", fixture("2.json", "a", 8001, 8002)}, flags...)...)
+	if code != 0 || !strings.Contains(errs, "change applied without a reload") {
+		t.Fatalf("server added: exit %d: %s", code, errs)
+	}
+	if got := procs(); got != before {
+		t.Fatalf("reloaded for a new server: %q -> %q", before, got)
+	}
+	if !strings.Contains(runtimeServers(t, admin), "web-2 127.0.0.1 8002") {
+		t.Fatalf("web-2 not running: %s", runtimeServers(t, admin))
+	}
+	code, _, errs = run(t, append([]string{"render", "-once", "-data", fixture("3.json", "b", 8001, 8002)}, flags...)...)
+	if code != 0 || !strings.Contains(errs, "haproxy reload confirmed") {
+		t.Fatalf("frontend changed: exit %d: %s", code, errs)
+	}
+	if got := procs(); got == before {
+		t.Fatalf("no reload for a frontend change: %q", got)
+	}
+}
+
+// runtimeServers is `show servers state` as "name addr port" lines.
+func runtimeServers(t *testing.T, sock string) string {
+	t.Helper()
+	out, err := haproxy.Client{Addr: sock}.Exec(context.Background(), "show servers state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := haproxy.ParseServersState(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, s := range st {
+		lines = append(lines, fmt.Sprintf("%s %s %d", s.Name, s.Addr, s.Port))
+	}
+	return strings.Join(lines, "\n")
 }

@@ -412,7 +412,7 @@ func TestChangeOutsideBackendsReloads(t *testing.T) {
 	}
 	testenv.Eventually(t, 15*time.Second, func() (bool, string) {
 		code, _, err := testenv.HTTPGet(t, url+"/x")
-		return code == 403 && l.reloader.Confirmed() == 1, fmt.Sprint(code, err, l.reloader.Confirmed())
+		return code == 403 && l.stats().Reloads == 1, fmt.Sprint(code, err, l.stats())
 	})
 	st := l.stats()
 	if st.Reloads != 1 || st.RuntimeFallbacks != 0 {
@@ -471,7 +471,7 @@ func TestRuntimeFailureFallsBack(t *testing.T) {
 			l.register("web-2", b.port())
 			testenv.Eventually(t, 15*time.Second, func() (bool, string) {
 				_, ok := l.running()["web-2"]
-				return ok && l.stats().Writes >= 2, fmt.Sprintf("%+v", l.stats())
+				return ok && l.stats().Reloads >= 2, fmt.Sprintf("%+v", l.stats())
 			})
 			st := l.stats()
 			if st.RuntimeApplied != 0 || st.RuntimeFallbacks != 2 || st.Reloads != 2 {

@@ -173,17 +173,22 @@ type WatchStatus struct {
 
 // TemplateStatus is one template kept rendered.
 type TemplateStatus struct {
-	Source         string    `json:"source"`
-	Destination    string    `json:"destination"`
-	Renders        uint64    `json:"renders"`
-	Writes         uint64    `json:"writes"`
-	Unchanged      uint64    `json:"unchanged"`
-	CheckFailures  uint64    `json:"check_failures"`
-	Reloads        uint64    `json:"reloads"`
-	ReloadFailures uint64    `json:"reload_failures"`
-	Rollbacks      uint64    `json:"rollbacks"`
-	RenderTime     Durations `json:"render_time"`
-	LastWrite      time.Time `json:"last_write,omitzero"`
+	Source         string `json:"source"`
+	Destination    string `json:"destination"`
+	Renders        uint64 `json:"renders"`
+	Writes         uint64 `json:"writes"`
+	Unchanged      uint64 `json:"unchanged"`
+	CheckFailures  uint64 `json:"check_failures"`
+	Reloads        uint64 `json:"reloads"`
+	ReloadFailures uint64 `json:"reload_failures"`
+	Rollbacks      uint64 `json:"rollbacks"`
+	// RuntimeApplied are writes made live without a reload (HAProxy's
+	// runtime API); RuntimeFallbacks are runtime API failures that fell
+	// back to a reload.
+	RuntimeApplied   uint64    `json:"runtime_applied"`
+	RuntimeFallbacks uint64    `json:"runtime_fallbacks"`
+	RenderTime       Durations `json:"render_time"`
+	LastWrite        time.Time `json:"last_write,omitzero"`
 	// MissingSince is when the data went incomplete; Missing names what is
 	// still missing. Both are empty while the data is complete.
 	MissingSince time.Time `json:"missing_since,omitzero"`

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -127,6 +128,15 @@ func TestHelperProcess(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 {
 			os.Exit(1)
 		}
+	case "lateapp": // lateapp FILE PORT DELAY: listen on PORT after DELAY, recording "listening"
+		d, _ := time.ParseDuration(args[2])
+		time.Sleep(d)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+args[1])
+		if err != nil {
+			panic(err)
+		}
+		record(args[0], "listening")
+		http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") }))
 	case "exit": // exit CODE
 		os.Exit(atoi(args[0]))
 	case "kill": // kill SIG: die of a signal

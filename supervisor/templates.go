@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/autopilot/autopilot/internal/haproxy"
 	"github.com/autopilot/autopilot/internal/proc"
 	"github.com/autopilot/autopilot/render"
 	"github.com/autopilot/autopilot/supervisor/config"
@@ -47,6 +48,9 @@ func (s *Supervisor) newTemplates(cfg *config.Config) (*render.Runner, error) {
 			rc.Reload = s.signalApp(t.ReloadSignal)
 		case !t.Reload.IsZero():
 			rc.Reload = s.reloadCommand(t.Reload)
+		}
+		if t.HAProxy != nil {
+			s.withHAProxy(&rc, t.HAProxy)
 		}
 		cfgs = append(cfgs, rc)
 	}
@@ -89,6 +93,38 @@ func (s *Supervisor) reloadCommand(c proc.Command) func(context.Context) error {
 			return fmt.Errorf("reload %s: %w: %s", c, err, bytes.TrimSpace(out))
 		}
 		return nil
+	}
+}
+
+// withHAProxy gives a template its `haproxy` hooks: server changes through
+// the runtime API while the app (HAProxy) runs, and reloads confirmed on
+// the master CLI, triggered by the template's reload or reloadSignal (or by
+// the master CLI's own `reload`). While the app is not running both step
+// aside: HAProxy reads the file when it starts.
+//
+// The Runtime is never closed: after a config reload its pending
+// deletions of drained servers still have to happen, and each ends by
+// itself within the drain bound plus a minute.
+func (s *Supervisor) withHAProxy(rc *render.Config, h *config.HAProxy) {
+	log := s.log.With().Str("template", rc.Source).Logger()
+	if h.Runtime != "" {
+		rt := haproxy.NewRuntime(haproxy.RuntimeOptions{Socket: h.Runtime, Drain: h.Drain, Log: log})
+		rc.Apply = func(ctx context.Context, old, new []byte) (bool, error) {
+			if s.mainPID.Load() == 0 {
+				return false, nil
+			}
+			return rt.Apply(ctx, old, new)
+		}
+	}
+	if h.Master != "" {
+		rl := haproxy.NewReloader(haproxy.ReloaderOptions{Master: h.Master, Trigger: rc.Reload, Log: log})
+		rc.Reload = func(ctx context.Context) error {
+			if s.mainPID.Load() == 0 {
+				log.Debug().Msg("reload: the app is not running")
+				return nil
+			}
+			return rl.Reload(ctx)
+		}
 	}
 }
 

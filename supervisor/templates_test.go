@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/autopilot/autopilot/internal/haproxy"
 	"github.com/autopilot/autopilot/internal/testenv"
 )
 
@@ -103,5 +105,72 @@ func TestSeedCustomersEndToEnd(t *testing.T) {
 	s.signal(syscall.SIGTERM)
 	if code := s.wait(20 * time.Second); code != 0 {
 		t.Errorf("exit code %d", code)
+	}
+}
+
+// TestTemplateHAProxy: a template with "haproxy" sockets, HAProxy as the
+// app: a new backend server goes live through the runtime API with no
+// reload; a frontend change reloads, confirmed on the master CLI.
+func TestTemplateHAProxy(t *testing.T) {
+	t.Parallel()
+	c := testenv.StartConsul(t)
+	client := c.Client(t)
+	dir := t.TempDir()
+	sockDir, err := os.MkdirTemp("", "sup-hx-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	admin, master := filepath.Join(sockDir, "admin.sock"), filepath.Join(sockDir, "master.sock")
+	dest := filepath.Join(dir, "haproxy.cfg")
+	os.WriteFile(filepath.Join(dir, "hx.ctmpl"), []byte(fmt.Sprintf(`global
+    stats socket %s mode 600 level admin
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+frontend http
+    bind 127.0.0.1:%d
+    http-request set-header X-Mode {{ keyOrDefault "lb/mode" "a" }}
+    default_backend web
+backend web
+{{- range service "web" }}
+    server {{ .ID }} {{ .Address }}:{{ .Port }}
+{{- end }}
+`, admin, testenv.FreePort(t))), 0o644)
+	cfg := writeConfig(t, dir, fmt.Sprintf(`{"renderTimeout": "20s", "templates": [{"source": "hx.ctmpl", "destination": %q,
+		"check": "/usr/sbin/haproxy -c -q -f {{.Path}}", "reloadSignal": "SIGUSR2", "haproxy": {"runtime": %q, "master": %q}}]}`, dest, admin, master))
+	s := startSup(t, cfg, c.HTTPAddr, nil, "/usr/sbin/haproxy", "-W", "-db", "-S", master, "-f", dest)
+	procs := func() haproxy.Procs {
+		var p haproxy.Procs
+		testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+			out, err := haproxy.Client{Addr: master}.Exec(context.Background(), "show proc")
+			if err == nil {
+				p, err = haproxy.ParseProcs(out)
+			}
+			return err == nil && len(p.Workers) == 1 && len(p.Old) == 0, fmt.Sprint(out, err)
+		})
+		return p
+	}
+	before := procs()
+	if err := client.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "web-1", Name: "web", Address: "127.0.0.1", Port: 9,
+		Check: &api.AgentServiceCheck{TTL: "10m", Status: api.HealthPassing}}); err != nil {
+		t.Fatal(err)
+	}
+	s.logHas("change applied without a reload", 20*time.Second)
+	out, err := haproxy.Client{Addr: admin}.Exec(context.Background(), "show servers state web")
+	if err != nil || !strings.Contains(out, " web-1 127.0.0.1 ") {
+		t.Fatalf("web-1 not running: %v\n%s", err, out)
+	}
+	if p := procs(); p.Reloads != before.Reloads {
+		t.Fatalf("reloaded for a new server: %+v -> %+v", before, p)
+	}
+	if _, err := client.KV().Put(&api.KVPair{Key: "lb/mode", Value: []byte("b")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.logHas("haproxy reload confirmed", 20*time.Second)
+	if p := procs(); p.Reloads != before.Reloads+1 {
+		t.Fatalf("want one reload for a frontend change: %+v -> %+v", before, p)
 	}
 }

@@ -216,6 +216,17 @@ type Template struct {
 	ReloadSignal syscall.Signal // 0: none; sent to the Main job's process group
 	Wait         render.Wait
 	MinInstances int
+	// HAProxy opts the template into hitless HAProxy updates (nil: off).
+	HAProxy *HAProxy
+}
+
+// HAProxy is a template's `haproxy` field: the sockets through which
+// autopilot changes backend servers without a reload, and confirms the
+// reloads it still makes (internal/haproxy).
+type HAProxy struct {
+	Runtime string        // stats socket at level admin ("": reload for every change)
+	Master  string        // master CLI socket ("": reloads are not confirmed)
+	Drain   time.Duration // bound on a removed server's sessions (0: the default, 30s)
 }
 
 // Telemetry is the metrics endpoint and the user's metrics.

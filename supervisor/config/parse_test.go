@@ -85,6 +85,9 @@ func TestParseErrors(t *testing.T) {
 		{"uncatchable signal", `{"templates": [{"source": "a", "destination": "b", "reloadSignal": "SIGKILL"}]}`, `SIGKILL cannot be caught`},
 		{"check placeholder unset", `{"templates": [{"source": "a", "destination": "b", "check": "nginx -t -c {{.Nope}}"}]}`, `templates[0].check: {{.Nope}}: the environment variable Nope is not set`},
 		{"check placeholder literal", `{"templates": [{"source": "a", "destination": "b", "check": "nginx -t -c {{"{{.Nope}}"}}"}]}`, `templates[0].check: expand`},
+		{"haproxy without sockets", `{"templates": [{"source": "a", "destination": "b", "haproxy": {}}]}`, `templates[0].haproxy: want runtime (the stats socket), master (the master CLI socket) or both`},
+		{"haproxy drain", `{"templates": [{"source": "a", "destination": "b", "haproxy": {"runtime": "/s", "drain": "1ns"}}]}`, `templates[0].haproxy.drain: must be at least 1ms`},
+		{"haproxy unknown field", `{"templates": [{"source": "a", "destination": "b", "haproxy": {"socket": "/s"}}]}`, `templates[0].haproxy.socket: unknown field`},
 		{"two templates one destination", `{"templates": [{"source": "a", "destination": "/x/b"}, {"source": "c", "destination": "/x/./b"}]}`, `templates[1].destination: "/x/./b" is already the destination`},
 		{"duplicate implicit ID", `{"templates": [], "services": [{"name": "a", "port": 1, "health": "x", "poll": 1, "ttl": 3}, {"name": "a", "port": 1, "health": "x", "poll": 1, "ttl": 3}]}`, `services[1].name: job name "a" is already used by services[0]`},
 		{"same name v2 coprocess", `{"services": [{"name": "a", "port": 1, "health": "x", "poll": 1, "ttl": 3}], "coprocesses": [{"command": "a"}]}`, `job name "a" is already used`},
@@ -277,5 +280,27 @@ func TestWithAppV3(t *testing.T) {
 	v2, _ := Parse([]byte(`{}`), "t", nil)
 	if _, err := v2.WithApp(nil); !errors.Is(err, ErrConfig) {
 		t.Errorf("v2 without argv: %v", err)
+	}
+}
+
+// TestTemplateHAProxy: the haproxy field reaches the model, in the
+// ContainerPilot 2 style and in JSON5 with jobs.
+func TestTemplateHAProxy(t *testing.T) {
+	for _, in := range []string{
+		`{"templates": [{"source": "/a", "destination": "/b", "reloadSignal": "SIGUSR2", "haproxy": {"runtime": "/run/haproxy/admin.sock", "master": "/run/haproxy/master.sock", "drain": "1m"}}]}`,
+		"{ jobs: [{name: 'haproxy', exec: 'haproxy'}], templates: [{source: '/a', destination: '/b', reloadSignal: 'SIGUSR2', haproxy: {runtime: '/run/haproxy/admin.sock', master: '/run/haproxy/master.sock', drain: 60}}] }",
+	} {
+		c, err := Parse([]byte(in), "t", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := HAProxy{Runtime: "/run/haproxy/admin.sock", Master: "/run/haproxy/master.sock", Drain: time.Minute}
+		if h := c.Templates[0].HAProxy; h == nil || *h != want {
+			t.Fatalf("%s: haproxy %+v, want %+v", in, h, want)
+		}
+	}
+	c, err := Parse([]byte(`{"templates": [{"source": "/a", "destination": "/b"}]}`), "t", nil)
+	if err != nil || c.Templates[0].HAProxy != nil {
+		t.Fatalf("without the field: %+v, %v", c, err)
 	}
 }

@@ -18,15 +18,22 @@ type rawConsulExtras struct {
 }
 
 type rawTemplate struct {
-	Source       string   `json:"source"`
-	Destination  string   `json:"destination"`
-	Perms        perms    `json:"perms"`
-	Check        command  `json:"check"`
-	CheckTimeout duration `json:"checkTimeout"`
-	Reload       command  `json:"reload"`
-	ReloadSignal signal   `json:"reloadSignal"`
-	Wait         string   `json:"wait"`
-	MinInstances int      `json:"minInstances"`
+	Source       string      `json:"source"`
+	Destination  string      `json:"destination"`
+	Perms        perms       `json:"perms"`
+	Check        command     `json:"check"`
+	CheckTimeout duration    `json:"checkTimeout"`
+	Reload       command     `json:"reload"`
+	ReloadSignal signal      `json:"reloadSignal"`
+	Wait         string      `json:"wait"`
+	MinInstances int         `json:"minInstances"`
+	HAProxy      *rawHAProxy `json:"haproxy"`
+}
+
+type rawHAProxy struct {
+	Runtime string   `json:"runtime"`
+	Master  string   `json:"master"`
+	Drain   duration `json:"drain"`
 }
 
 // rawV2 is ContainerPilot 2 and autopilot's own format (v2 plus templates

@@ -163,6 +163,17 @@ func (t *translator) template(p string, r rawTemplate) error {
 			}
 		}
 	}
+	if h := r.HAProxy; h != nil {
+		switch {
+		case h.Runtime == "" && h.Master == "":
+			return t.errAt(p+".haproxy", "want runtime (the stats socket), master (the master CLI socket) or both")
+		case h.Drain.neg:
+			return t.errAt(p+".haproxy.drain", "negative duration -1")
+		case h.Drain.set && h.Drain.d < time.Millisecond:
+			return t.errAt(p+".haproxy.drain", "must be at least 1ms")
+		}
+		tm.HAProxy = &HAProxy{Runtime: h.Runtime, Master: h.Master, Drain: h.Drain.d}
+	}
 	for _, o := range t.c.Templates {
 		if filepath.Clean(o.Destination) == filepath.Clean(tm.Destination) {
 			return t.errAt(p+".destination", "%q is already the destination of another template; two templates would overwrite each other", tm.Destination)

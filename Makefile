@@ -22,7 +22,7 @@ test: ## run every test (race detector on) against real Consul, nginx and HAProx
 	CONSUL_BIN=$$(scripts/consul-bin.sh) CONSUL_TEMPLATE_BIN=$$(scripts/consul-template-bin.sh) $(GO) test $(TEST_FLAGS) $(PKGS)
 
 bench: build ## print benchmark tables (render engine, propagation, autopilot vs consul-template)
-	CONSUL_BIN=$$(scripts/consul-bin.sh) $(GO) test -run '^$$' -bench . -benchmem ./render/ ./internal/consul/
+	CONSUL_BIN=$$(scripts/consul-bin.sh) $(GO) test -run '^$$' -bench . -benchmem ./render/ ./internal/consul/ ./supervisor/
 	@if [ -d bench ]; then CONSUL_BIN=$$(scripts/consul-bin.sh) $(GO) run ./bench $(BENCH_ARGS); fi
 
 lint: ## gofmt and go vet

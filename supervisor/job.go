@@ -232,7 +232,10 @@ func (j *job) loop(ctx context.Context) {
 	if r, _ := j.snapshot(); j.periodic && (!j.gated || r.fired) {
 		startTicking()
 	}
-	if r, _ := j.snapshot(); r.state == StateRestarting {
+	if r, _ := j.snapshot(); r.proc != nil && j.timeout > 0 {
+		// Handed over by a reload while running: the bound still holds.
+		deadline.arm(max(0, j.timeout-time.Since(r.proc.Started)))
+	} else if r.state == StateRestarting {
 		restart.arm(0) // handed over while a restart was pending
 	} else if r.state == StateWaiting && !r.fired && j.cfg.When.Timeout > 0 {
 		giveUp.arm(j.cfg.When.Timeout)

@@ -359,6 +359,21 @@ template {
 			t.Logf("exit %d; autopilot stderr: %s", gotCode, tail(gotErr, 3))
 		})
 	}
+	// `autopilot render -config` reads the same files to the same result
+	// (its own exit codes: 0, 1 for a failed render, 2 for bad usage).
+	for _, cfg := range []string{"basic.hcl", "wait.hcl", "confdir"} {
+		t.Run("autopilot render -config "+cfg, func(t *testing.T) {
+			realDir, ourDir := setup(t), setup(t)
+			wantCode, _, wantErr := runIn(realCT, realDir, []string{"-once", "-config", cfg})
+			gotCode, _, gotErr := runIn(autopilotBin, ourDir, []string{"render", "-once", "-config", cfg})
+			if wantCode != 0 || gotCode != 0 {
+				t.Fatalf("exit codes: consul-template %d, autopilot render %d\n%s\n%s", wantCode, gotCode, tail(wantErr, 5), tail(gotErr, 5))
+			}
+			if want, got := tree(t, filepath.Join(realDir, "out")), tree(t, filepath.Join(ourDir, "out")); want != got {
+				t.Errorf("files differ:\nconsul-template:\n%s\nautopilot render:\n%s", want, got)
+			}
+		})
+	}
 }
 
 // tree lists a directory's files with their modes and contents.

@@ -107,3 +107,66 @@ func TestConsulTemplateExecReloadSignal(t *testing.T) {
 		t.Fatal("consul-template did not stop")
 	}
 }
+
+// `autopilot render -config` takes consul-template config files: their
+// templates (contents, perms, delimiters, commands), and refuses the
+// process-manager options with the way to get them.
+func TestRenderConfigHCL(t *testing.T) {
+	dir := t.TempDir()
+	fx := write(t, dir, "data.json", fixtureJSON)
+	write(t, dir, "a.ctmpl", `[[ range service "web" ]][[ .Address ]]:[[ .Port ]][[ end ]]`+"\n")
+	cfg := write(t, dir, "ct.hcl", `
+log_level = "warn"
+template {
+  source          = "`+filepath.Join(dir, "a.ctmpl")+`"
+  destination     = "`+filepath.Join(dir, "out", "a.conf")+`"
+  left_delimiter  = "[["
+  right_delimiter = "]]"
+  perms           = "0640"
+  command         = "touch `+filepath.Join(dir, "ran")+`"
+}
+template {
+  contents    = "{{ key \"app/mode\" }}"
+  destination = "`+filepath.Join(dir, "b.txt")+`"
+}
+`)
+	code, _, errs := run(t, "render", "-data", fx, "-once", "-config", cfg)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if got := readFileT(t, filepath.Join(dir, "out", "a.conf")); got != "127.0.0.1:8001\n" {
+		t.Errorf("a.conf = %q", got)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "out", "a.conf")); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("a.conf mode: %v %v", fi, err)
+	}
+	if got := readFileT(t, filepath.Join(dir, "b.txt")); got != "fast" {
+		t.Errorf("b.txt = %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ran")); err != nil {
+		t.Errorf("command did not run: %v", err)
+	}
+
+	for _, tc := range []struct{ text, want string }{
+		{"exec {\n  command = \"app\"\n}\n", "exec: not supported by autopilot render; run autopilot as consul-template"},
+		{"reload_signal = \"SIGHUP\"\n", "reload_signal: not supported by autopilot render"},
+		{"template {\n  source = \"x\"\n  destination = \"y\"\n  bogus = 1\n}\n", "bad.hcl:4:3: template.bogus: unknown option"},
+		{"vault {\n}\n", "bad.hcl:1:1: vault: Vault is not supported by autopilot"},
+		{"template {\n  source = \n", "bad.hcl:"},
+	} {
+		bad := write(t, dir, "bad.hcl", tc.text)
+		code, _, errs := run(t, "render", "-data", fx, "-once", "-config", bad)
+		if code != exitUsage || !strings.Contains(errs, tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want %d and %q", tc.text, code, errs, exitUsage, tc.want)
+		}
+	}
+}
+
+func readFileT(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/autopilot/autopilot/internal/consul"
+	"github.com/autopilot/autopilot/internal/ctconfig"
 	"github.com/autopilot/autopilot/internal/dep"
 	"github.com/autopilot/autopilot/internal/fixture"
 	"github.com/autopilot/autopilot/internal/haproxy"
@@ -74,8 +75,10 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		hxRuntime    = fs.String("haproxy-runtime", "", "HAProxy stats socket (level admin): apply changes to backend servers through the runtime API, without a reload")
 		hxMaster     = fs.String("haproxy-master", "", "HAProxy master CLI socket (haproxy -W -S): confirm each reload, retry a missed one; without a COMMAND, reload through it")
 		hxDrain      = fs.Duration("haproxy-drain", haproxy.DefaultDrain, "with -haproxy-runtime: how long a removed server keeps its sessions before it is deleted")
+		configs      templateFlags
 	)
 	fs.Var(&templates, "template", "SRC[:DEST[:COMMAND]] (repeatable)")
+	fs.Var(&configs, "config", "consul-template config file (HCL or JSON) or directory (repeatable)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: autopilot render [flags] -template SRC[:DEST[:COMMAND]] ...")
 		fs.PrintDefaults()
@@ -101,7 +104,29 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if *snapshot != "" {
 		return writeSnapshot(ctx, *consulAddr, *snapshot, stderr)
 	}
-	if len(templates) == 0 {
+	var ct *ctconfig.Config
+	if len(configs) > 0 {
+		if ct, err = renderCTConfig(configs); err != nil {
+			return usageErr("%v", err)
+		}
+		if *consulAddr == "" && ct.Consul.Address != nil {
+			*consulAddr = *ct.Consul.Address
+		}
+		if ct.MaxStale != nil && *ct.MaxStale > 0 {
+			*stale = true
+		}
+		levelSet := false
+		fs.Visit(func(f *flag.Flag) { levelSet = levelSet || f.Name == "log-level" })
+		if ct.LogLevel != nil && !levelSet {
+			if log, err = consoleLogger(stderr, ctconfig.ZerologLevel(*ct.LogLevel)); err != nil {
+				return usageErr("%v", err)
+			}
+		}
+		for _, w := range ct.Warnings {
+			log.Warn().Msg(w)
+		}
+	}
+	if len(templates) == 0 && (ct == nil || len(ct.Templates) == 0) {
 		return usageErr("no -template given")
 	}
 	if *dryRun && *diff {
@@ -124,6 +149,23 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		c.Options = render.Options{Strict: *strict, MinInstances: *minInstances}
 		cfgs = append(cfgs, c)
 	}
+	if ct != nil {
+		for _, t := range ct.Templates {
+			if t.Destination == "" && !*dryRun {
+				return usageErr("%s: template: destination is required (only -dry-run can do without one)", t.At)
+			}
+			c, err := renderConfig(ct, t)
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			if *wait != "" {
+				c.Wait = w // the flag wins over the file, as in consul-template
+			}
+			c.Strict = c.Strict || *strict
+			c.MinInstances = *minInstances
+			cfgs = append(cfgs, c)
+		}
+	}
 	if *hxDrain <= 0 {
 		return usageErr("-haproxy-drain %v: want a positive duration", *hxDrain)
 	}
@@ -134,6 +176,13 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 
 	var src dep.Source
+	var copts consul.ClientOptions
+	if ct != nil {
+		_, copts, err = consulOptions(ct.Consul)
+		if err != nil {
+			return usageErr("%v", err)
+		}
+	}
 	if *data != "" {
 		snap, err := fixture.Load(*data)
 		if err != nil {
@@ -141,7 +190,7 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		src = snap.Source()
 	} else {
-		client, err := consul.NewClient(*consulAddr)
+		client, err := consul.NewClientWithOptions(*consulAddr, copts)
 		if err != nil {
 			return usageErr("%v", err)
 		}
@@ -222,6 +271,37 @@ func withHAProxy(c *render.Config, runtimeSock, masterSock string, drain time.Du
 		}
 	}
 	return stop
+}
+
+// renderCTConfig reads consul-template config files for `autopilot render
+// -config`. render honours what a renderer has (consul, template, wait,
+// log_level, max_stale, default_delimiters) and refuses by name what only
+// a process manager has, pointing at the consul-template name.
+func renderCTConfig(paths []string) (*ctconfig.Config, error) {
+	c := &ctconfig.Config{}
+	for _, p := range paths {
+		sub, err := ctconfig.FromPath(p)
+		if err != nil {
+			return nil, err
+		}
+		c.Merge(sub)
+	}
+	const why = "not supported by autopilot render; run autopilot as consul-template (a consul-template symlink) for it"
+	switch {
+	case c.Exec != nil:
+		return nil, fmt.Errorf("exec: %s", why)
+	case c.KillSignal != nil:
+		return nil, fmt.Errorf("kill_signal: %s", why)
+	case c.ReloadSignal != nil:
+		return nil, fmt.Errorf("reload_signal: %s", why)
+	case c.PidFile != nil:
+		return nil, fmt.Errorf("pid_file: %s", why)
+	}
+	c.Dry = true // destinations are checked by render, which knows -dry-run
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // writeSnapshot captures the live Consul into a fixture file.

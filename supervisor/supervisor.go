@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/rs/zerolog"
 
 	"github.com/autopilot/autopilot/internal/consul"
@@ -127,7 +128,7 @@ func New(cfg *config.Config, opts Options) (*Supervisor, error) {
 	if opts.Consul != "" {
 		addr = opts.Consul
 	}
-	client, err := consul.NewClient(addr)
+	client, err := consul.NewClientWithOptions(addr, consul.ClientOptions{Configure: consulClientConfig(cfg.ConsulClient)})
 	if err != nil {
 		return nil, fmt.Errorf("consul client: %w", err)
 	}
@@ -142,6 +143,33 @@ func New(cfg *config.Config, opts Options) (*Supervisor, error) {
 	}
 	s.gen, s.ready = g, g.ready
 	return s, nil
+}
+
+// consulClientConfig applies ContainerPilot 3's consul token and TLS
+// settings over consul/api's defaults and environment.
+func consulClientConfig(cc config.ConsulClient) func(*api.Config) {
+	return func(c *api.Config) {
+		if cc.Token != "" {
+			c.Token = cc.Token
+		}
+		t := cc.TLS
+		if t.CAFile != "" || t.CAPath != "" || t.ClientCert != "" || t.ClientKey != "" || t.ServerName != "" {
+			c.Scheme = "https"
+		}
+		set := func(dst *string, v string) {
+			if v != "" {
+				*dst = v
+			}
+		}
+		set(&c.TLSConfig.CAFile, t.CAFile)
+		set(&c.TLSConfig.CAPath, t.CAPath)
+		set(&c.TLSConfig.CertFile, t.ClientCert)
+		set(&c.TLSConfig.KeyFile, t.ClientKey)
+		set(&c.TLSConfig.Address, t.ServerName)
+		if t.Verify != nil {
+			c.TLSConfig.InsecureSkipVerify = !*t.Verify
+		}
+	}
 }
 
 func (s *Supervisor) current() *generation {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -32,7 +33,7 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// agent is a `consul agent -dev` on loopback.
+// agent is a `consul agent` (-dev, or a single server) on loopback.
 type agent struct {
 	proc *proc
 	addr string // host:port of the HTTP API
@@ -53,13 +54,26 @@ func consulBin() (string, error) {
 
 // startAgent starts a dev agent on free loopback ports and waits for a leader.
 func startAgent(ctx context.Context, bin, dataDir string) (*agent, error) {
+	return startAgentMode(ctx, bin, dataDir, false)
+}
+
+// startAgentMode starts a dev agent, or with server a single non-dev server
+// (data under dataDir, raft on loopback) as production runs it: a dev agent
+// pretty-prints every JSON answer, which makes a large service's answer
+// 1.5-2x larger than a server's compact JSON.
+func startAgentMode(ctx context.Context, bin, dataDir string, server bool) (*agent, error) {
 	p, err := freePorts(5)
 	if err != nil {
 		return nil, err
 	}
 	hcl := fmt.Sprintf(`ports { http = %d dns = -1 grpc = -1 grpc_tls = -1 serf_lan = %d serf_wan = %d server = %d }`, p[0], p[1], p[2], p[3])
-	pr, err := start("consul", nil, nil, bin, "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
-		"-log-level", "warn", "-hcl", hcl)
+	args := []string{"agent", "-dev"}
+	if server {
+		args = []string{"agent", "-server", "-bootstrap-expect", "1", "-data-dir", filepath.Join(dataDir, "consul-data"),
+			"-node", fmt.Sprintf("bench-%d", p[0]), "-hcl", "performance { raft_multiplier = 1 }", "-hcl", "disable_update_check = true"}
+	}
+	args = append(args, "-bind", "127.0.0.1", "-client", "127.0.0.1", "-log-level", "warn", "-hcl", hcl)
+	pr, err := start("consul", nil, nil, bin, args...)
 	if err != nil {
 		return nil, err
 	}

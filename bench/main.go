@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -60,6 +61,8 @@ func run() (code int) {
 		build     = flag.Bool("build", true, "run `make build` first")
 		out       = flag.String("out", "", "also write the tables to this file")
 		limit     = flag.Duration("timeout", 10*time.Minute, "stop everything after this long")
+		agents    = flag.String("scale-agents", "server,dev", "scenario 2: agents to run it on, in order: server (a non-dev server, compact JSON) and/or dev")
+		pointsOut = flag.String("points", "", "write scenario 2's medians (JSON) to this file, for bench/plot")
 		workdir   = flag.String("workdir", "", "where templates and rendered files go (default: a new temporary directory; /dev/shm takes fsync out of the figures)")
 	)
 	flag.IntVar(&cfg.changes, "changes", 100, "scenario 1: number of changes")
@@ -87,6 +90,7 @@ func run() (code int) {
 		def("starts", "3")
 		def("idle", "5s")
 		def("burst-rounds", "1")
+		def("scale-agents", "server")
 	}
 	var err error
 	if cfg.scales, err = intList(*scale); err != nil {
@@ -147,7 +151,8 @@ func run() (code int) {
 	scenarios := []struct {
 		n   int
 		run func(config) (*table, error)
-	}{{1, e.propagation}, {2, e.scale}, {3, e.load}, {4, e.burst}, {5, e.supervisor}, {6, e.telemetry}}
+	}{{1, e.propagation}, {2, nil}, {3, e.load}, {4, e.burst}, {5, e.supervisor}, {6, e.telemetry}}
+	var points []point
 	failed := false
 	for _, s := range scenarios {
 		if !slices.Contains(cfg.only, s.n) {
@@ -155,7 +160,22 @@ func run() (code int) {
 		}
 		t0 := time.Now()
 		fmt.Fprintf(os.Stderr, "bench: scenario %d...\n", s.n)
-		tb, err := s.run(cfg)
+		var tbs []*table
+		var err error
+		if s.n == 2 {
+			for _, ag := range strings.Split(*agents, ",") {
+				var tb *table
+				var ps []point
+				if tb, ps, err = e.scale(cfg, strings.TrimSpace(ag) == "server"); err != nil {
+					break
+				}
+				tbs, points = append(tbs, tb), append(points, ps...)
+			}
+		} else {
+			var tb *table
+			tb, err = s.run(cfg)
+			tbs = append(tbs, tb)
+		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench: scenario %d: %v\n", s.n, err)
 			failed = true
@@ -164,10 +184,18 @@ func run() (code int) {
 			}
 			continue
 		}
-		tb.write(w)
+		for _, tb := range tbs {
+			tb.write(w)
+		}
 		fmt.Fprintf(os.Stderr, "bench: scenario %d took %s\n", s.n, time.Since(t0).Round(time.Second))
 	}
 	fmt.Fprintf(w, "\nTotal run time: %s.\n", time.Since(began).Round(time.Second))
+	if *pointsOut != "" && len(points) > 0 {
+		b, _ := json.MarshalIndent(points, "", "  ")
+		if err := os.WriteFile(*pointsOut, append(b, '\n'), 0o644); err != nil {
+			return fail(err)
+		}
+	}
 	if failed {
 		return 1
 	}

@@ -21,11 +21,17 @@ type env struct {
 
 // scenarioEnv starts a fresh agent for one scenario in its own subdirectory.
 func (e *env) scenario(name string) (*agent, *catalog, string, error) {
+	return e.scenarioOn(name, false)
+}
+
+// scenarioOn is scenario on a dev agent, or with server on a single
+// non-dev server.
+func (e *env) scenarioOn(name string, server bool) (*agent, *catalog, string, error) {
 	dir := filepath.Join(e.dir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, "", err
 	}
-	a, err := startAgent(e.ctx, e.consulBin, dir)
+	a, err := startAgentMode(e.ctx, e.consulBin, dir, server)
 	if err != nil {
 		return nil, nil, "", err
 	}

@@ -2,62 +2,107 @@ package main
 
 import (
 	"fmt"
+	"sync"
 	"time"
 )
 
+// point is one scale's medians, for the plot.
+type point struct {
+	Agent                string
+	Instances            int
+	Floor, AP, CT        float64 // median change-to-file (floor: to last byte), ms
+	Bytes                int     // size of one answer
+	CPUAP, CPUCT         float64 // CPU per change, ms
+	PeakRSSAP, PeakRSSCT float64 // MiB
+}
+
 // scale is scenario 2: one service with each of cfg.scales instances,
-// then cfg.scaleChanges single changes; median latency and peak RSS.
-// Both tools start fresh at each scale so the peak belongs to that scale.
-func (e *env) scale(cfg config) (*table, error) {
-	a, cat, dir, err := e.scenario("scale")
+// then cfg.scaleChanges single changes; median latency against the floor
+// (a bare client's time to the answer's last byte, on the same query in
+// the same run), CPU and peak RSS. Both tools start fresh at each scale so
+// the peak belongs to that scale. server picks a non-dev server agent
+// (compact JSON, as in production) over a dev agent (indented JSON).
+func (e *env) scale(cfg config, server bool) (*table, []point, error) {
+	kind := "dev agent"
+	if server {
+		kind = "server agent"
+	}
+	a, cat, dir, err := e.scenarioOn(fmt.Sprintf("scale-%v", server), server)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer a.proc.stop(5 * time.Second)
 	const svc = "big"
 	src, err := writeTemplate(dir, "big.ctmpl", upstreamTemplate(svc))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	tb := &table{title: fmt.Sprintf("2. Scale: one service with %v instances, %d single changes each", cfg.scales, cfg.scaleChanges)}
+	tb := &table{title: fmt.Sprintf("2. Scale (%s): one service with %v instances, %d single changes each", kind, cfg.scales, cfg.scaleChanges)}
+	var points []point
 	registered := 0
 	for _, n := range cfg.scales {
 		regStart := time.Now()
 		if n > registered {
 			if err := cat.registerMany(e.ctx, svc, registered, n); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			registered = n
 		}
-		fmt.Fprintf(cfg.log, "bench: scale %d: %d instances registered in %s\n", n, registered, time.Since(regStart).Round(time.Millisecond))
+		fmt.Fprintf(cfg.log, "bench: scale %d (%s): %d instances registered in %s\n", n, kind, registered, time.Since(regStart).Round(time.Millisecond))
 		sdir := fmt.Sprintf("%s/n%d", dir, n)
 		started := time.Now()
 		rs, err := e.startBoth(sdir, [2]string{a.addr, a.addr}, "", []string{src}, nil)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		last := fmt.Sprintf("# %s\n", instance{svc, n - 1}.id())
 		ts, err := e.waitBoth(rs, 0, 120*time.Second, contains(last))
 		if err != nil {
 			stopBoth(rs)
-			return nil, err
+			return nil, nil, err
 		}
 		first := [2]time.Duration{ts[0].Sub(started), ts[1].Sub(started)}
+		fl := startFloor(e.ctx, a.addr, "/v1/health/service/"+svc+"?passing=1")
+		if _, err := fl.wait(e.ctx, time.Time{}, time.Time{}, 60*time.Second, contains(`"`+instance{svc, n - 1}.id()+`"`)); err != nil {
+			stopBoth(rs)
+			return nil, nil, err
+		}
 		_, cpu0 := peaks(rs)
 		in := instance{svc, 900000 + n}
 		marker := "# " + in.id() + "\n"
+		jsonID := `"` + in.id() + `"`
 		var lat [2][]time.Duration
+		var floorLat []time.Duration
 		missed := [2]int{}
 		for i := range cfg.scaleChanges {
-			apply, ok := func() error { return cat.register(e.ctx, in) }, contains(marker)
+			apply, ok, fok := func() error { return cat.register(e.ctx, in) }, contains(marker), contains(jsonID)
 			if i%2 == 1 {
-				apply, ok = func() error { return cat.deregister(e.ctx, in) }, lacks(marker)
+				apply, ok, fok = func() error { return cat.deregister(e.ctx, in) }, lacks(marker), lacks(jsonID)
 			}
-			l, err := e.change(rs, 0, 20*time.Second, apply, ok)
+			var fd time.Duration
+			var ferr error
+			var wg sync.WaitGroup
+			l, err := e.change(rs, 0, 20*time.Second, func() error {
+				since := time.Now()
+				if err := apply(); err != nil {
+					return err
+				}
+				// The floor waits beside the tools, from the same instant.
+				t0 := time.Now()
+				wg.Add(1)
+				go func() { defer wg.Done(); fd, ferr = fl.wait(e.ctx, since, t0, 20*time.Second, fok) }()
+				return nil
+			}, ok)
+			wg.Wait()
 			if err != nil {
 				stopBoth(rs)
-				return nil, err
+				return nil, nil, err
 			}
+			if ferr != nil {
+				stopBoth(rs)
+				return nil, nil, ferr
+			}
+			floorLat = append(floorLat, fd)
 			for t := range 2 {
 				if l[t] < 0 {
 					missed[t]++
@@ -70,19 +115,36 @@ func (e *env) scale(cfg config) (*table, error) {
 		mem, cpu1 := peaks(rs)
 		stopBoth(rs)
 		p := func(s string) string { return fmt.Sprintf("%d instances: %s", n, s) }
-		tb.addMs(p("median change-to-file"), percentile(lat[0], 50), percentile(lat[1], 50))
+		fm := percentile(floorLat, 50)
+		am, cm := percentile(lat[0], 50), percentile(lat[1], 50)
+		tb.addMs(p("median change-to-file"), am, cm)
+		tb.rows = append(tb.rows, row{metric: p("median floor (bare client, time to last byte)"), ap: ms(fm), ct: ms(fm), unit: "ms", noRatio: true})
+		tb.add(p("median change-to-file / floor"), ms(am)/ms(fm), ms(cm)/ms(fm), "×")
 		tb.addMs(p("p90 change-to-file"), percentile(lat[0], 90), percentile(lat[1], 90))
 		tb.add(p("peak RSS (VmHWM)"), mib(mem[0].HWM), mib(mem[1].HWM), "MiB")
 		tb.add(p("RSS after the changes (VmRSS)"), mib(mem[0].RSS), mib(mem[1].RSS), "MiB")
-		tb.add(p("CPU per change"), float64(cpu1[0]-cpu0[0])/1e6/float64(cfg.scaleChanges), float64(cpu1[1]-cpu0[1])/1e6/float64(cfg.scaleChanges), "ms")
+		cpuAP := float64(cpu1[0]-cpu0[0]) / 1e6 / float64(cfg.scaleChanges)
+		cpuCT := float64(cpu1[1]-cpu0[1]) / 1e6 / float64(cfg.scaleChanges)
+		tb.add(p("CPU per change"), cpuAP, cpuCT, "ms")
 		tb.addMs(p("start to first complete file"), first[0], first[1])
 		if missed[0]+missed[1] > 0 {
 			tb.add(p("changes not seen within 20s"), float64(missed[0]), float64(missed[1]), "")
 		}
+		goal := ms(fm)*1.25 + 10
+		tb.note("%d instances: answer %.1f MiB; goal change-to-file ≤ 1.25 × floor + 10 ms = %.1f ms: autopilot %.1f ms, %s.",
+			n, float64(fl.size())/(1<<20), goal, ms(am), map[bool]string{true: "holds", false: "**does not hold**"}[ms(am) <= goal])
+		points = append(points, point{Agent: kind, Instances: n, Floor: ms(fm), AP: ms(am), CT: ms(cm), Bytes: fl.size(),
+			CPUAP: cpuAP, CPUCT: cpuCT, PeakRSSAP: mib(mem[0].HWM), PeakRSSCT: mib(mem[1].HWM)})
 		for _, r := range rs {
 			tb.command(r.cmdline)
 		}
 	}
-	tb.note("Instances are registered with `PUT /v1/catalog/register` (one node per instance, address 127.x.y.z, a passing check); each change registers or deregisters one more instance. Both tools are restarted at each scale, so peak RSS is that scale's. CPU per change is utime+stime (10 ms ticks) over the change phase divided by the number of changes.")
-	return tb, nil
+	agentCmd := "consul agent -dev"
+	if server {
+		agentCmd = "consul agent -server -bootstrap-expect 1 -data-dir DIR"
+	}
+	tb.note("Agent: `%s` on loopback. Instances are registered with `PUT /v1/catalog/register` (one node per instance, address 127.x.y.z, a passing check); each change registers or deregisters one more instance. The floor is a bare HTTP client in the harness following the same blocking query (`/v1/health/service/big?passing=1`, no gzip) and only reading the answer: its change-to-last-byte is what Consul takes; both tools start from the same instant. Both tools are restarted at each scale, so peak RSS is that scale's. CPU per change is utime+stime (10 ms ticks) over the change phase divided by the number of changes.", agentCmd)
+	return tb, points, nil
 }
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }

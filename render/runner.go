@@ -47,6 +47,12 @@ type Config struct {
 	// the previous file back. Not called for a first file (no old).
 	Apply func(ctx context.Context, old, new []byte) (applied bool, err error)
 	Wait  Wait // quiescence before a re-render; zero = render at once
+	// Splay, if positive, delays Command and Reload by a random time in
+	// [0, Splay) after the new file is in place (Nomad's splay), so that a
+	// fleet of renderers watching the same service does not reload its
+	// proxies in lockstep. Cancelling the run ends the delay (and skips the
+	// reload). The delay holds this template's pipeline, not the others'.
+	Splay time.Duration
 	Options
 
 	// Contents, if set, is the template text itself (consul-template's
@@ -648,6 +654,16 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 	}
 	u.log.Info().Int("bytes", len(out)).Strs("changed", u.changed).Msg("file updated")
 
+	if d := splay(u.cfg.Splay); d > 0 && (!u.cfg.Command.IsZero() || u.cfg.Reload != nil) {
+		u.log.Debug().Dur("splay", d).Msg("delaying the reload")
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
 	err = r.reload(ctx, u)
 	if !u.cfg.Command.IsZero() || u.cfg.Reload != nil {
 		u.mu.Lock()
@@ -716,6 +732,14 @@ func (r *Runner) check(ctx context.Context, u *unit, path string) (string, []byt
 		return cmd.String(), output, fmt.Errorf("check %s: %w: %s", u.cfg.Destination, err, bytes.TrimSpace(output))
 	}
 	return cmd.String(), output, nil
+}
+
+// splay draws a delay in [0, max).
+func splay(max time.Duration) time.Duration {
+	if max <= 0 {
+		return 0
+	}
+	return rand.N(max)
 }
 
 func (r *Runner) reload(ctx context.Context, u *unit) error {

@@ -30,6 +30,12 @@ type WatchOptions struct {
 	BackoffMin, BackoffMax time.Duration
 	// Stale allows any server to answer (?stale), trading freshness for load.
 	Stale bool
+	// Cached reads through the local agent's cache (?cached) where the
+	// endpoint supports it (services and health). With many renderers on one
+	// client agent watching the same large service, the agent then keeps one
+	// blocking query to the servers (or one streaming subscription, with
+	// use_streaming_backend) and answers them all from memory.
+	Cached bool
 	// LogEvery is the least time between two log lines about one watch's
 	// failures while they persist (default 30s): a partition is logged when
 	// it starts, every LogEvery while it lasts, and when it ends; every
@@ -422,7 +428,7 @@ func (w *Watcher) fetch(ctx context.Context, q dep.Query, f *fetcher, index uint
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 	start := time.Now()
-	a, err := w.client.get(ctx, q, queryOptions{index: index, wait: wait, stale: w.opts.Stale}, &f.buf)
+	a, err := w.client.get(ctx, q, queryOptions{index: index, wait: wait, stale: w.opts.Stale, cached: w.opts.Cached && q.Cacheable()}, &f.buf)
 	if w.client.stats.request(endpoint, err, true, time.Since(start)) == OutcomeTimeout {
 		err = fmt.Errorf("no answer within %s: %w", deadline, err)
 	}

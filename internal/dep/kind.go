@@ -25,6 +25,9 @@ type kindSpec struct {
 	path func(q Query) string
 	// params adds q's kind-specific query parameters (tag, passing...).
 	params func(q Query, p url.Values)
+	// cacheable is true when the endpoint supports Consul's agent cache
+	// (?cached, background refresh).
+	cacheable bool
 	// notFound is true when Consul answers 404 for "nothing there" (a
 	// missing key), which decodes as an absent value, not an error.
 	notFound bool
@@ -60,7 +63,8 @@ var kinds = [...]kindSpec{
 			}
 			return fmt.Sprintf("service %q", s+"|"+q.Filter)
 		},
-		path: func(q Query) string { return "/v1/health/service/" + q.Name },
+		path:      func(q Query) string { return "/v1/health/service/" + q.Name },
+		cacheable: true,
 		params: func(q Query, p url.Values) {
 			if q.Tag != "" {
 				p.Set("tag", q.Tag)
@@ -107,9 +111,10 @@ var kinds = [...]kindSpec{
 		value: reflect.TypeFor[[]*HealthService](),
 	},
 	KindCatalogServices: {
-		name:   "catalog.services",
-		format: func(q Query, at string) string { return fmt.Sprintf("services %q", at) },
-		path:   func(Query) string { return "/v1/catalog/services" },
+		name:      "catalog.services",
+		format:    func(q Query, at string) string { return fmt.Sprintf("services %q", at) },
+		path:      func(Query) string { return "/v1/catalog/services" },
+		cacheable: true,
 		decode: func(q Query, body []byte) (any, error) {
 			var m map[string][]string
 			if err := unmarshal(body, &m); err != nil {
@@ -271,6 +276,13 @@ func (q Query) Params() url.Values {
 		s.params(q, p)
 	}
 	return p
+}
+
+// Cacheable reports whether q's endpoint can be answered from the local
+// agent's cache (?cached): health.service and catalog.services.
+func (q Query) Cacheable() bool {
+	s := q.Kind.spec()
+	return s != nil && s.cacheable
 }
 
 // NotFoundIsEmpty reports whether Consul answers 404 when q's data is not

@@ -268,3 +268,40 @@ func TestRunnerApplyHook(t *testing.T) {
 		})
 	}
 }
+
+// TestRunnerSplayDelaysReload: with a splay the file is in place at once
+// and the reload waits its random delay; a long delay is cut short by
+// cancellation (no reload) rather than holding up shutdown.
+func TestRunnerSplayDelaysReload(t *testing.T) {
+	for range 100 {
+		if d := splay(10 * time.Millisecond); d < 0 || d >= 10*time.Millisecond {
+			t.Fatalf("splay(10ms) = %v, want [0, 10ms)", d)
+		}
+	}
+	if d := splay(0); d != 0 {
+		t.Fatalf("splay(0) = %v", d)
+	}
+
+	src := newMapSource()
+	q := svcQuery(t, "web")
+	src.set(q, instances("web", "127.0.0.1"))
+	dest := filepath.Join(t.TempDir(), "out.conf")
+	var reloads atomic.Int32
+	reload := func(ctx context.Context) error { reloads.Add(1); return nil }
+	r, cancel := startRunner(t, src, Config{Source: writeTemp(t, "t.ctmpl", upstreamTmpl), Destination: dest, Reload: reload, Splay: time.Hour})
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		got := readFile(t, dest)
+		return got == "server 127.0.0.1:8000;\n", got
+	})
+	cancel()
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		return r.Stats()[0].Writes == 1, "write not counted"
+	})
+	if n := reloads.Load(); n != 0 {
+		t.Fatalf("%d reloads within an hour's splay, want 0", n)
+	}
+
+	dest2 := filepath.Join(t.TempDir(), "out2.conf")
+	startRunner(t, src, Config{Source: writeTemp(t, "t2.ctmpl", upstreamTmpl), Destination: dest2, Reload: reload, Splay: 50 * time.Millisecond})
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) { return reloads.Load() == 1, "reload after a short splay" })
+}

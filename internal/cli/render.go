@@ -71,6 +71,8 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		strict       = fs.Bool("strict", false, "a missing map key is an error (default: renders \"<no value>\", as consul-template)")
 		minInstances = fs.Int("min-instances", 0, "treat a service with fewer healthy instances as missing data (keep the last good file)")
 		stale        = fs.Bool("stale", false, "allow stale reads from any Consul server")
+		cached       = fs.Bool("cached", false, "read services and health through the local agent's cache (?cached): many renderers on one client agent cost the servers one query")
+		splay        = fs.Duration("splay", 0, "delay each template's command by a random time up to this, so a fleet does not reload in lockstep")
 		logLevel     = fs.String("log-level", "info", "debug, info, warn or error")
 		hxRuntime    = fs.String("haproxy-runtime", "", "HAProxy stats socket (level admin): apply changes to backend servers through the runtime API, without a reload")
 		hxMaster     = fs.String("haproxy-master", "", "HAProxy master CLI socket (haproxy -W -S): confirm each reload, retry a missed one; without a COMMAND, reload through it")
@@ -146,6 +148,10 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return usageErr("-template %q: no destination (only -dry-run can do without one)", spec)
 		}
 		c.Wait = w
+		if *splay < 0 {
+			return usageErr("-splay %s: want a positive duration", *splay)
+		}
+		c.Splay = *splay
 		c.Options = render.Options{Strict: *strict, MinInstances: *minInstances}
 		cfgs = append(cfgs, c)
 	}
@@ -194,7 +200,7 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if err != nil {
 			return usageErr("%v", err)
 		}
-		watcher := consul.NewWatcher(ctx, client, consul.WatchOptions{Stale: *stale}, log)
+		watcher := consul.NewWatcher(ctx, client, consul.WatchOptions{Stale: *stale, Cached: *cached}, log)
 		defer watcher.Close()
 		src = watcher
 	}

@@ -3,6 +3,12 @@ package consul
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -192,5 +198,47 @@ func TestBackoffBounds(t *testing.T) {
 		if d < 50*time.Millisecond || d > 2*time.Second {
 			t.Fatalf("backoff(%d) = %v, outside [50ms, 2s]", failures, d)
 		}
+	}
+}
+
+// TestWatcherCachedReads: with Cached, health and services queries go
+// through the agent's cache (?cached, answered by a real agent, which marks
+// them with X-Cache) and KV reads, which the cache does not serve, do not.
+func TestWatcherCachedReads(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	target, _ := url.Parse("http://" + agent.HTTPAddr)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var mu sync.Mutex
+	seen := map[string]string{} // path -> "cached param, X-Cache header"
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		mu.Lock()
+		_, cached := resp.Request.URL.Query()["cached"]
+		seen[resp.Request.URL.Path] = fmt.Sprintf("cached=%v x-cache=%s", cached, resp.Header.Get("X-Cache"))
+		mu.Unlock()
+		return nil
+	}
+	srv := httptest.NewServer(proxy)
+	t.Cleanup(srv.Close)
+	register(t, agent.Client(t), "web-1", "web", 8001, api.HealthPassing)
+	if _, err := agent.Client(t).KV().Put(&api.KVPair{Key: "cfg/x", Value: []byte("1")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	w := newTestWatcher(t, srv.URL, WatchOptions{Cached: true})
+	hq, _ := dep.ParseService("web")
+	kq, _ := dep.ParseKey("cfg/x")
+	w.Subscribe(hq, make(chan struct{}, 1))
+	w.Subscribe(kq, make(chan struct{}, 1))
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		n, s := instancesOf(w, hq)
+		_, ok := w.Get(kq)
+		return n == 1 && ok, s
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if got := seen["/v1/health/service/web"]; !strings.HasPrefix(got, "cached=true x-cache=") || strings.HasSuffix(got, "x-cache=") {
+		t.Errorf("health query: %s; want ?cached answered by the agent cache (X-Cache set)", got)
+	}
+	if got := seen["/v1/kv/cfg/x"]; got != "cached=false x-cache=" {
+		t.Errorf("kv query: %s; want no ?cached", got)
 	}
 }

@@ -319,7 +319,7 @@ func writeSnapshot(ctx context.Context, addr, path string, stderr io.Writer) int
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	snap, err := consul.Snapshot(ctx, client.API())
+	snap, err := fixture.Capture(ctx, client.API())
 	if err != nil {
 		fmt.Fprintf(stderr, "autopilot render: snapshot: %v\n", err)
 		return exitError

@@ -18,7 +18,8 @@ build: ## build bin/autopilot
 consul: ## build (once) and print the Consul test binary
 	@scripts/consul-bin.sh
 
-test: ## run every test (race detector on) against real Consul, nginx and HAProxy
+test: ## install what the tests need if missing, then run every test (race detector on) against real Consul, nginx and HAProxy
+	scripts/test-deps.sh
 	CONSUL_BIN=$$(scripts/consul-bin.sh) CONSUL_TEMPLATE_BIN=$$(scripts/consul-template-bin.sh) $(GO) test $(TEST_FLAGS) $(PKGS)
 
 bench: build ## print benchmark tables (render engine, propagation, autopilot vs consul-template)

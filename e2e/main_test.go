@@ -13,6 +13,7 @@ import (
 var (
 	autopilotBin string
 	customersBin string
+	salesBin     string
 	// repoRoot is the module root, for the examples' and templates' files.
 	repoRoot string
 )
@@ -35,12 +36,13 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	autopilotBin = os.Getenv("AUTOPILOT_BIN")
-	builds := [][2]string{{"customers", "./examples/customers"}}
+	builds := [][2]string{{"customers", "./examples/customers"}, {"sales", "./examples/sales"}}
 	if autopilotBin == "" {
 		autopilotBin = filepath.Join(dir, "autopilot")
 		builds = append(builds, [2]string{"autopilot", "./cmd/autopilot"})
 	}
 	customersBin = filepath.Join(dir, "customers")
+	salesBin = filepath.Join(dir, "sales")
 	for _, b := range builds {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b[0]), b[1])
 		cmd.Dir = root

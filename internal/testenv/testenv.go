@@ -86,15 +86,16 @@ func waitFor(timeout, interval time.Duration, cond func() (ok bool, seen string,
 
 // HTTPGet fetches url with a short timeout and a fresh connection, so a server that was just
 // reloaded or restarted is asked afresh instead of over a kept-alive connection to its old
-// process. Only loopback hosts are allowed: tests never reach off the machine.
+// process. Only loopback hosts and the test bridge's NetnsSubnet are allowed: tests never reach
+// off the machine.
 func HTTPGet(t testing.TB, rawURL string) (status int, body string, err error) {
 	t.Helper()
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return 0, "", fmt.Errorf("get %s: %w", rawURL, err)
 	}
-	if !isLoopback(u.Hostname()) {
-		return 0, "", fmt.Errorf("get %s: host %q is not a loopback address", rawURL, u.Hostname())
+	if !isLoopback(u.Hostname()) && !InNetnsSubnet(u.Hostname()) {
+		return 0, "", fmt.Errorf("get %s: host %q is neither a loopback address nor on the test bridge", rawURL, u.Hostname())
 	}
 	client := &http.Client{
 		Timeout:   3 * time.Second,
@@ -121,6 +122,13 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// InNetnsSubnet reports whether host is an address of the test bridge's subnet.
+func InNetnsSubnet(host string) bool {
+	_, subnet, _ := net.ParseCIDR(NetnsSubnet)
+	ip := net.ParseIP(host)
+	return ip != nil && subnet.Contains(ip)
 }
 
 // logTail returns the last lines of a log file, for failure messages.

@@ -60,8 +60,14 @@ func TestWaitFor(t *testing.T) {
 
 func TestHTTPGetOnlyLoopback(t *testing.T) {
 	_, _, err := HTTPGet(t, "http://example.invalid/")
-	if err == nil || !strings.Contains(err.Error(), "not a loopback") {
+	if err == nil || !strings.Contains(err.Error(), "neither a loopback address nor on the test bridge") {
 		t.Fatalf("HTTPGet to a non-loopback host: err = %v, want a refusal", err)
+	}
+	// The test bridge's subnet is allowed; its neighbours are not.
+	for host, ok := range map[string]bool{"10.213.7.9": true, "10.213.8.1": false, "10.0.0.1": false} {
+		if InNetnsSubnet(host) != ok {
+			t.Errorf("InNetnsSubnet(%s) = %v", host, !ok)
+		}
 	}
 }
 

@@ -38,6 +38,7 @@ fuzz: ## run each fuzz target for 20s
 	$(GO) test -run '^$$' -fuzz FuzzParseFlags -fuzztime 20s ./internal/ctconfig/
 	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime 20s ./internal/haproxy/
 	$(GO) test -run '^$$' -fuzz FuzzParseState -fuzztime 20s ./internal/haproxy/
+	$(GO) test -run '^$$' -fuzz FuzzBodies -fuzztime 20s ./internal/control/
 
 demo: build ## run the demo stack (Consul, customers, sales, nginx) on loopback
 	examples/demo.sh

@@ -420,3 +420,42 @@ func TestObserveAndSteer(t *testing.T) {
 		t.Errorf("telemetry service still registered after exit")
 	}
 }
+
+// TestSensorFeedsMetric: a ContainerPilot 2 config's telemetry sensors run
+// as periodic jobs whose output is the metric's value, and the telemetry
+// endpoint serves it; `autopilot status -url` reads the same instance.
+func TestSensorFeedsMetric(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	dir := t.TempDir()
+	tport := testenv.FreePort(t)
+	cfg := filepath.Join(dir, "containerpilot.json")
+	text := fmt.Sprintf(`{
+  "consul": "%s",
+  "telemetry": {
+    "port": %d,
+    "interfaces": ["static:127.0.0.1"],
+    "sensors": [
+      {"namespace": "app", "name": "queue_depth", "help": "jobs waiting", "type": "gauge", "poll": 1, "check": ["sh", "-c", "echo starting; echo 42.5"]},
+      {"namespace": "app", "name": "ticks_total", "help": "ticks", "type": "counter", "poll": 1, "check": ["echo", "1"]}
+    ]
+  }
+}`, agent.HTTPAddr, tport)
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t)
+	s.start("sensors", cfg, nil, "sleep", "3600")
+	o := &observed{t: t, metrics: "http://127.0.0.1:" + strconv.Itoa(tport)}
+	o.await("sensor gauge", "app_queue_depth", equal(42.5))
+	o.await("sensor counter", "app_ticks_total", atLeast(2))
+	if h := o.scrape()["app_queue_depth"].GetHelp(); h != "jobs waiting" {
+		t.Errorf("help %q", h)
+	}
+	cmd := exec.Command(autopilotBin, "status", "-url", o.metrics)
+	cmd.Env = baseEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "JOBS") || !strings.Contains(string(out), "running") {
+		t.Errorf("autopilot status -url: %v\n%s", err, out)
+	}
+	t.Logf("autopilot status -url:\n%s", out)
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -132,9 +133,12 @@ func printStatus(w io.Writer, s telemetry.Snapshot, now time.Time) {
 				pid = fmt.Sprint(j.PID)
 			}
 			if e := j.LastExit; e != nil {
-				exit = fmt.Sprintf("%d %s", e.Code, ago(e.At))
+				exit = strconv.Itoa(e.Code)
 				if e.Signal != "" {
-					exit = e.Signal + " " + ago(e.At)
+					exit = e.Signal
+				}
+				if !e.At.IsZero() {
+					exit += " " + ago(e.At)
 				}
 			}
 			if h := j.Health; h != nil {

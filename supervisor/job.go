@@ -82,6 +82,7 @@ type job struct {
 	// preStart.
 	gated    bool
 	stopHook bool // triggered by stopping/stopped: runs during shutdown
+	kick     bool // start at once: a reload replaced a running process of this job
 	timeout  time.Duration
 	stopTO   time.Duration
 	ctl      chan chan struct{}
@@ -231,6 +232,8 @@ func (j *job) loop(ctx context.Context) {
 	}()
 	if r, _ := j.snapshot(); j.periodic && (!j.gated || r.fired) {
 		startTicking()
+	} else if j.kick && !j.periodic {
+		j.start(&deadline)
 	}
 	if r, _ := j.snapshot(); r.proc != nil && j.timeout > 0 {
 		// Handed over by a reload while running: the bound still holds.

@@ -357,3 +357,68 @@ func TestV2CoprocessesAndTasks(t *testing.T) {
 		t.Errorf("the coprocess did not wait for preStart: %v", evs)
 	}
 }
+
+// A reload builds a new generation: a job whose process definition is
+// unchanged keeps its process and counters, a changed job is stopped and
+// started again, a removed job is stopped, an added one starts, and a
+// setup job that already ran does not run again.
+func TestV3ReloadGenerations(t *testing.T) {
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "rec")
+	path := filepath.Join(dir, "c.json5")
+	write := func(changedTag, extra string) {
+		os.WriteFile(path, []byte(fmt.Sprintf(`{consul: '%s', stopTimeout: '2s', jobs: [
+  {name: 'setup', exec: %s},
+  {name: 'keep', exec: %s, when: {source: 'setup', once: 'exitSuccess'}},
+  {name: 'change', exec: %s, when: {source: 'setup', once: 'exitSuccess'}},
+  %s
+]}`, noConsul, jsonArgv(helper("hook", rec, "setup")...), jsonArgv(helper("app", filepath.Join(dir, "keep"))...),
+			jsonArgv(append(helper("app", filepath.Join(dir, "change")), changedTag)...), extra)), 0o644)
+	}
+	write("v1", fmt.Sprintf(`{name: 'gone', exec: %s}`, jsonArgv(helper("app", filepath.Join(dir, "gone"))...)))
+	p := runInProcess(t, path, "")
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		return p.job("keep").Pid != 0 && p.job("change").Pid != 0 && p.job("gone").Pid != 0, fmt.Sprintf("%+v", p.s.Status().Jobs)
+	})
+	keep, change, gone := p.job("keep").Pid, p.job("change").Pid, p.job("gone").Pid
+
+	// A config that does not parse changes nothing.
+	os.WriteFile(path, []byte(`{jobs: [{name: 'x', exec: 'true', restarts: -1}]}`), 0o644)
+	if err := p.s.Reload(context.Background()); err == nil {
+		t.Fatal("a bad config was accepted")
+	}
+	if st := p.s.Status(); st.Generation != 1 || p.job("keep").Pid != keep || p.job("gone").Pid != gone {
+		t.Fatalf("a rejected reload changed the run: %+v", st)
+	}
+
+	write("v2", fmt.Sprintf(`{name: 'added', exec: %s}`, jsonArgv(helper("hook", rec, "added")...)))
+	if err := p.s.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, rec, "added", 20*time.Second)
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		j := p.job("change")
+		return j.Pid != 0 && j.Pid != change, fmt.Sprintf("%+v", j)
+	})
+	st := p.s.Status()
+	if st.Generation != 2 {
+		t.Errorf("generation %d, want 2", st.Generation)
+	}
+	if j := p.job("keep"); j.Pid != keep || j.Starts != 1 {
+		t.Errorf("unchanged job %+v: want pid %d kept, 1 start", j, keep)
+	}
+	for _, j := range st.Jobs {
+		if j.Name == "gone" {
+			t.Errorf("removed job still listed: %+v", j)
+		}
+	}
+	if syscall.Kill(gone, 0) == nil {
+		t.Errorf("the removed job's process %d still runs", gone)
+	}
+	if evs := events(rec); count(evs, "setup") != 1 {
+		t.Errorf("setup ran again: %v", evs)
+	}
+	if evs := events(filepath.Join(dir, "keep")); count(evs, "start") != 1 || len(evs) != 1 {
+		t.Errorf("the unchanged job was signalled or restarted: %v", evs)
+	}
+}

@@ -472,9 +472,29 @@ func (s *Supervisor) reload() error {
 			kept++
 			continue
 		}
-		if r.proc != nil {
+		running := r.proc != nil
+		if running {
 			oj.log.Info().Msg("reload: the job changed or is gone: stopping its process")
 			stopProcess(oj, r.proc)
+		}
+		if nj != nil && !nj.cfg.Exec.IsZero() {
+			// Changed: the new definition takes over the old one's place
+			// (its trigger's state and counters); if the old process was
+			// running, the new one starts at once.
+			nj.run = jobRun{
+				state: StateWaiting, fired: r.fired, starts: r.starts, restarts: r.restarts,
+				exited: r.exited, lastExit: r.lastExit, exitsOK: r.exitsOK, exitsFail: r.exitsFail,
+				exitsSig: r.exitsSig, started: make(chan struct{}),
+			}
+			switch {
+			case running:
+				nj.kick = true
+			case r.state == StateDone || r.state == StateStopped:
+				nj.run.state = StateDone
+			case r.state == StateIdle:
+				nj.run.state = StateIdle
+			}
+			nj.handled = h
 		}
 	}
 	newIDs := map[string]*service{}

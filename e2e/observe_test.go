@@ -459,3 +459,59 @@ func TestSensorFeedsMetric(t *testing.T) {
 	}
 	t.Logf("autopilot status -url:\n%s", out)
 }
+
+// TestObserveWithoutConsul: with no agent at the configured address the
+// endpoint, the status and the control socket answer at once and say that
+// Consul is unreachable; maintenance is refused within its bound.
+func TestObserveWithoutConsul(t *testing.T) {
+	dir, err := os.MkdirTemp("/tmp", "obs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	tport, dead := testenv.FreePort(t), testenv.FreePort(t)
+	cfg := filepath.Join(dir, "app.json5")
+	text := fmt.Sprintf(`{
+  consul: "127.0.0.1:%d",
+  control: { socket: "%s/cp.socket" },
+  telemetry: { port: %d, interfaces: ["static:127.0.0.1"], metrics: [ { namespace: "app", name: "up", type: "gauge" } ] },
+  jobs: [ { name: "web", exec: ["sleep", "3600"], port: 8080, interfaces: ["static:127.0.0.1"], health: { exec: "true", interval: "500ms", ttl: "5s" } } ],
+}`, dead, dir, tport)
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t)
+	s.start("no-consul", cfg, nil)
+	o := &observed{t: t, metrics: "http://127.0.0.1:" + strconv.Itoa(tport), env: append(baseEnv(), "CONTAINERPILOT="+cfg)}
+	o.await("consul down", "autopilot_consul_up", equal(0))
+	start := time.Now()
+	st := o.status()
+	if st.Consul.Reachable || st.Consul.LastError == "" {
+		t.Errorf("/status consul: %+v", st.Consul)
+	}
+	if len(st.Jobs) != 1 || !st.Jobs[0].Running {
+		t.Errorf("/status jobs: %+v", st.Jobs)
+	}
+	if code, out := o.run(autopilotBin, "-putmetric", "app_up=1"); code != 0 {
+		t.Errorf("-putmetric without Consul: %d %s", code, out)
+	}
+	if code, out := o.run(autopilotBin, "-ping"); code != 0 {
+		t.Errorf("-ping without Consul: %d %s", code, out)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("status, putmetric and ping took %v without Consul", d)
+	}
+	o.await("putmetric", "app_up", equal(1))
+	// Maintenance is desired state: accepted at once, applied by the
+	// supervisor when the agent is back (nothing is registered now).
+	start = time.Now()
+	if code, out := o.run(autopilotBin, "-maintenance", "enable"); code != 0 {
+		t.Errorf("-maintenance enable without Consul: %d %q", code, out)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("-maintenance took %v without Consul", d)
+	}
+	if st := o.status(); len(st.Services) != 1 || st.Services[0].Registered {
+		t.Errorf("/status services without Consul: %+v", st.Services)
+	}
+}

@@ -266,7 +266,13 @@ func (o *observer) Snapshot() telemetry.Snapshot {
 func (o *observer) Reload(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	return o.sup.Reload(ctx)
+	err := o.sup.Reload(ctx)
+	if err != nil {
+		o.mu.Lock()
+		o.reloadErr = err.Error()
+		o.mu.Unlock()
+	}
+	return err
 }
 
 func (o *observer) SetMaintenance(ctx context.Context, on bool) error {

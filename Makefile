@@ -24,6 +24,7 @@ test: ## install what the tests need if missing, then run every test (race detec
 
 bench: build ## print benchmark tables (render engine, propagation, autopilot vs consul-template)
 	CONSUL_BIN=$$(scripts/consul-bin.sh) $(GO) test -run '^$$' -bench . -benchmem ./render/ ./internal/consul/ ./supervisor/
+	CONSUL_BIN=$$(scripts/consul-bin.sh) $(GO) test -run '^$$' -bench BenchmarkScaleEvents -benchtime 1x ./internal/haproxy/
 	@if [ -d bench ]; then CONSUL_BIN=$$(scripts/consul-bin.sh) $(GO) run ./bench $(BENCH_ARGS); fi
 
 lint: ## gofmt and go vet

@@ -32,7 +32,7 @@ import (
 // {{ key }} puts a KV value in a frontend rule, for changes outside backends.
 const lbTemplate = `global
     maxconn 512
-    hard-stop-after 5s
+    hard-stop-after {{ env "HX_HARDSTOP" }}
     stats socket {{ env "HX_ADMIN" }} mode 600 level admin
     stats socket {{ env "HX_OPERATOR" }} mode 600 level operator
 
@@ -57,7 +57,7 @@ backend web
 // lb is HAProxy under a render.Runner that applies server changes through
 // the runtime API and reloads, confirmed, for the rest.
 type lb struct {
-	t        *testing.T
+	t        testing.TB
 	consul   *api.Client
 	agent    *testenv.Consul
 	port     int
@@ -74,13 +74,15 @@ type lb struct {
 }
 
 type lbOptions struct {
-	socket func(l *lb) string // the socket Runtime uses; default the admin one
-	drain  time.Duration
+	socket    func(l *lb) string // the socket Runtime uses; default the admin one
+	drain     time.Duration
+	noRuntime bool   // every change reloads (the path without this package's Apply)
+	hardStop  string // hard-stop-after; default 5s
 }
 
 // startLB renders lbTemplate from agent once, starts HAProxy on the file
 // and keeps rendering until the test ends.
-func startLB(t *testing.T, agent *testenv.Consul, o lbOptions) *lb {
+func startLB(t testing.TB, agent *testenv.Consul, o lbOptions) *lb {
 	t.Helper()
 	sockDir, err := os.MkdirTemp("", "hx-")
 	if err != nil {
@@ -93,6 +95,10 @@ func startLB(t *testing.T, agent *testenv.Consul, o lbOptions) *lb {
 	t.Setenv("HX_ADMIN", l.admin)
 	t.Setenv("HX_OPERATOR", l.operator)
 	t.Setenv("HX_PORT", strconv.Itoa(l.port))
+	if o.hardStop == "" {
+		o.hardStop = "5s"
+	}
+	t.Setenv("HX_HARDSTOP", o.hardStop)
 	tmpl := filepath.Join(t.TempDir(), "haproxy.cfg.tmpl")
 	if err := os.WriteFile(tmpl, []byte(lbTemplate), 0o644); err != nil {
 		t.Fatal(err)
@@ -114,8 +120,12 @@ func startLB(t *testing.T, agent *testenv.Consul, o lbOptions) *lb {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := consul.NewWatcher(ctx, client, consul.WatchOptions{}, zerolog.Nop())
+	apply := l.rt.Apply
+	if o.noRuntime {
+		apply = nil
+	}
 	l.runner, err = render.NewRunner(w, []render.Config{{Source: tmpl, Destination: l.cfg, Check: check,
-		Apply: l.rt.Apply,
+		Apply: apply,
 		Reload: func(ctx context.Context) error {
 			if l.reloader == nil { // the first file, before HAProxy runs
 				return nil
@@ -235,7 +245,7 @@ type instance struct {
 	hits atomic.Int64
 }
 
-func newInstance(t *testing.T, id string) *instance {
+func newInstance(t testing.TB, id string) *instance {
 	in := &instance{id: id}
 	in.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in.hits.Add(1)

@@ -513,7 +513,11 @@ func TestRestartAfterRuntimeChanges(t *testing.T) {
 		return ok, "web-0 not running"
 	})
 	base := l.stats().RuntimeApplied
-	live := map[string]bool{"web-0": true}
+	// live is what Consul has: service ID -> port. Each change is awaited
+	// until the file lists exactly that and HAProxy runs the file, rather
+	// than by counting renders: re-registering an ID can show Consul's
+	// intermediate state to the watch, which is one more (correct) change.
+	live := map[string]int{"web-0": 20000}
 	next := 1
 	for i := 0; i < 100; i++ {
 		switch {
@@ -527,19 +531,27 @@ func TestRestartAfterRuntimeChanges(t *testing.T) {
 			}
 		case i%4 == 2: // move one
 			for id := range live {
+				live[id] = 21000 + i
 				l.register(id, 21000+i)
 				break
 			}
 		default: // add one
 			id := fmt.Sprintf("web-%d", next)
 			next++
-			live[id] = true
+			live[id] = 20000 + next
 			l.register(id, 20000+next)
 		}
 		testenv.Eventually(t, 15*time.Second, func() (bool, string) {
-			st := l.stats()
-			return st.RuntimeApplied == base+i+1, fmt.Sprintf("change %d: %+v", i, st)
+			got := fileServers(t, l.cfg)
+			if fmt.Sprint(got) != fmt.Sprint(live) {
+				return false, fmt.Sprintf("change %d: file has %v, want %v", i, got, live)
+			}
+			err := l.matchesFile()
+			return err == nil, fmt.Sprintf("change %d: %v", i, err)
 		})
+	}
+	if st := l.stats(); st.RuntimeApplied < base+100 {
+		t.Fatalf("stats %+v: want at least 100 changes applied at runtime", st)
 	}
 	if st := l.stats(); st.Reloads != 0 || st.RuntimeFallbacks != 0 {
 		t.Fatalf("stats %+v: want no reload", st)
@@ -637,4 +649,28 @@ func readFile(p string) string {
 		return err.Error()
 	}
 	return string(b)
+}
+
+// fileServers reads the web backend's servers from a rendered file: name -> port.
+func fileServers(t *testing.T, path string) map[string]int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := haproxy.ParseConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	if web := c.Backend("web"); web != nil {
+		for _, sl := range web.Servers {
+			s, err := haproxy.ParseServer(web.Defaults, sl.Text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[s.Name] = int(s.Port)
+		}
+	}
+	return out
 }

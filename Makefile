@@ -40,6 +40,8 @@ fuzz: ## run each fuzz target for 20s
 	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime 20s ./internal/haproxy/
 	$(GO) test -run '^$$' -fuzz FuzzParseState -fuzztime 20s ./internal/haproxy/
 	$(GO) test -run '^$$' -fuzz FuzzBodies -fuzztime 20s ./internal/control/
+	$(GO) test -run '^$$' -fuzz FuzzJSON5 -fuzztime 20s ./internal/jsonpos/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./supervisor/config/
 
 demo: build ## run the demo stack (Consul, customers, sales, nginx) on loopback
 	examples/demo.sh

@@ -10,7 +10,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/autopilot/autopilot/render"
 	"github.com/autopilot/autopilot/supervisor"
 	"github.com/autopilot/autopilot/supervisor/config"
 )
@@ -134,40 +133,4 @@ func supervisorLogger(w io.Writer, l config.Logging) (zerolog.Logger, error) {
 		return zerolog.Nop(), fmt.Errorf("log level %q: %w", l.Level, err)
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Str("component", "autopilot").Logger(), nil
-}
-
-// runCheck validates a config and its templates without running anything.
-func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	f, rest, err := parseSuperviseFlags("autopilot check", args, stderr)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if len(rest) > 0 {
-		fmt.Fprintf(stderr, "autopilot check: unexpected arguments %q\n", rest)
-		return exitUsage
-	}
-	if f.ctl.command() {
-		fmt.Fprintln(stderr, "autopilot check: -reload, -maintenance, -putenv, -putmetric, -ping, -template and -version are not check flags")
-		return exitUsage
-	}
-	if f.config == "" {
-		fmt.Fprintln(stderr, "autopilot check: -config FILE is required")
-		return exitUsage
-	}
-	cfg, err := config.Load(f.config, os.LookupEnv)
-	if err != nil {
-		fmt.Fprintf(stderr, "autopilot check: %v\n", err)
-		return exitUsage
-	}
-	for i, t := range cfg.Templates {
-		if _, err := render.ParseFile(t.Source, render.Options{MinInstances: t.MinInstances}); err != nil {
-			fmt.Fprintf(stderr, "autopilot check: %s: templates[%d]: %v\n", cfg.Name, i, err)
-			return exitUsage
-		}
-	}
-	fmt.Fprintf(stdout, "OK %s: %d jobs, %d watches, %d templates\n", cfg.Name, len(cfg.Jobs), len(cfg.Watches), len(cfg.Templates))
-	return exitOK
 }

@@ -200,18 +200,27 @@ func (p *json5Parser) container(depth int, closer byte, object bool) error {
 				r, _ := utf8.DecodeRune(p.src[p.pos:])
 				return p.errAt(p.pos, "unexpected %q, want ',' or %q", r, closer)
 			}
-			commaAt := p.pos
+			// The comma is written now, before the space after it, and
+			// taken back if the closer follows (JSON has no trailing comma).
+			at := p.out.Len()
+			p.emit(p.pos, ",") // its own segment: never merged into another
+			nseg := len(p.m.segs) - 1
 			p.pos++
 			if err := p.space(); err != nil {
 				return err
 			}
 			if p.pos < len(p.src) && p.src[p.pos] == closer {
-				// A trailing comma: JSON has none, so it is dropped.
+				b := p.out.Bytes()
+				copy(b[at:], b[at+1:])
+				p.out.Truncate(len(b) - 1)
+				p.m.segs = append(p.m.segs[:nseg], p.m.segs[nseg+1:]...)
+				for k := nseg; k < len(p.m.segs); k++ {
+					p.m.segs[k].out--
+				}
 				p.copy(p.pos, p.pos+1)
 				p.pos++
 				return nil
 			}
-			p.emit(commaAt, ",")
 			if p.pos >= len(p.src) {
 				continue
 			}

@@ -41,7 +41,15 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 const (
 	maxRendered  = 4 << 20 // bytes of rendered config
 	maxLoopItems = 100000  // elements produced by all loop calls of one render
+	// maxIterations bounds the iterations of all range actions of one
+	// render: Go templates also range over integers ({{range 1000000000}})
+	// and recurse through {{template}}, with no output to stop them.
+	maxIterations = 100000
 )
+
+// iterFunc is the function autopilot puts at the start of every range
+// body to count iterations; it renders nothing.
+const iterFunc = "autopilotIteration"
 
 // pathPlaceholder is what {{.Path}} renders as during interpolation.
 const pathPlaceholder = "{{.Path}}"
@@ -100,10 +108,25 @@ func interpolate(src []byte, name string, env func(string) (string, bool)) ([]by
 	if !bytes.Contains(src, []byte("{{")) && !bytes.Contains(src, []byte("${")) {
 		return src, nil, nil
 	}
-	budget := maxLoopItems
-	tmpl, err := template.New(name).Funcs(templateFuncs(env, &budget)).Option("missingkey=zero").Parse(string(src))
+	budget, iterations := maxLoopItems, 0
+	funcs := templateFuncs(env, &budget)
+	funcs[iterFunc] = func() (string, error) {
+		if iterations++; iterations > maxIterations {
+			return "", fmt.Errorf("more than %d range iterations in the whole config", maxIterations)
+		}
+		return "", nil
+	}
+	tmpl, err := template.New(name).Funcs(funcs).Option("missingkey=zero").Parse(string(unescapeActions(src)))
 	if err != nil {
 		return nil, nil, templateError(src, name, err)
+	}
+	tick, err := template.New("tick").Funcs(funcs).Parse("{{" + iterFunc + "}}")
+	if err != nil {
+		return nil, nil, err
+	}
+	tickNode := tick.Tree.Root.Nodes[0]
+	if err := noRecursion(tmpl); err != nil {
+		return nil, nil, &jsonpos.Error{File: name, Msg: "template: " + err.Error()}
 	}
 	data := map[string]string{}
 	var unset []unsetRef
@@ -113,6 +136,10 @@ func interpolate(src []byte, name string, env func(string) (string, bool)) ([]by
 		}
 		walkNodes(t.Tree.Root, func(n parse.Node) {
 			switch n := n.(type) {
+			case *parse.RangeNode:
+				if n.List != nil {
+					n.List.Nodes = append([]parse.Node{tickNode}, n.List.Nodes...)
+				}
 			case *parse.ActionNode:
 				if f := bareField(n); f != "" && f != "Path" {
 					if _, ok := env(f); !ok {
@@ -138,6 +165,9 @@ func interpolate(src []byte, name string, env func(string) (string, bool)) ([]by
 	data["Path"] = pathPlaceholder
 	var out limitedBuffer
 	if err := tmpl.Execute(&out, data); err != nil {
+		if strings.Contains(err.Error(), iterFunc) {
+			return nil, nil, &jsonpos.Error{File: name, Msg: fmt.Sprintf("template: more than %d range iterations in the whole config", maxIterations)}
+		}
 		if errors.Is(err, errTooLarge) {
 			return nil, nil, &jsonpos.Error{File: name, Msg: fmt.Sprintf("the config renders to more than %d bytes", maxRendered)}
 		}
@@ -150,6 +180,52 @@ func interpolate(src []byte, name string, env func(string) (string, bool)) ([]by
 	return rendered, m, err
 }
 
+// noRecursion refuses templates that call themselves, directly or through
+// others: a config has no use for recursion, and text/template takes time
+// quadratic in the depth to give up on it.
+func noRecursion(tmpl *template.Template) error {
+	calls := map[string][]string{}
+	for _, t := range tmpl.Templates() {
+		if t.Tree == nil || t.Tree.Root == nil {
+			continue
+		}
+		walkNodes(t.Tree.Root, func(n parse.Node) {
+			if c, ok := n.(*parse.TemplateNode); ok {
+				calls[t.Name()] = append(calls[t.Name()], c.Name)
+			}
+		})
+	}
+	state := map[string]int{} // 1 on the path, 2 done
+	var visit func(string) error
+	visit = func(name string) error {
+		switch state[name] {
+		case 1:
+			return fmt.Errorf("template %q calls itself; recursion is not allowed in a config", name)
+		case 2:
+			return nil
+		}
+		state[name] = 1
+		for _, c := range calls[name] {
+			if err := visit(c); err != nil {
+				return err
+			}
+		}
+		state[name] = 2
+		return nil
+	}
+	names := make([]string, 0, len(calls))
+	for name := range calls {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := visit(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // bareField is X for an action that is just {{.X}}, else "".
 func bareField(a *parse.ActionNode) string {
 	if a.Pipe == nil || len(a.Pipe.Decl) > 0 || len(a.Pipe.Cmds) != 1 || len(a.Pipe.Cmds[0].Args) != 1 {
@@ -159,6 +235,56 @@ func bareField(a *parse.ActionNode) string {
 		return f.Ident[0]
 	}
 	return ""
+}
+
+// unescapeActions accepts template actions written with JSON-escaped
+// quotes, as configs do inside JSON strings:
+// "{{ .CONSUL | default \"consul\" }}:8500". In Go's template language a
+// backslash outside a string literal is always a syntax error, so a \"
+// there can only mean a quote: it opens a string literal that the next \"
+// closes. Each \" becomes a quote and a space, keeping every offset.
+func unescapeActions(src []byte) []byte {
+	if !bytes.Contains(src, []byte(`\"`)) {
+		return src
+	}
+	out := bytes.Clone(src)
+	for i := 0; i+1 < len(out); i++ {
+		if out[i] != '{' || out[i+1] != '{' {
+			continue
+		}
+		i += 2
+		if j := bytes.Index(out[i:], []byte("}}")); j >= 0 && bytes.HasPrefix(bytes.TrimLeft(out[i:i+j], "- "), []byte("/*")) {
+			if k := bytes.Index(out[i:], []byte("*/")); k >= 0 {
+				i += k + 1
+			}
+			continue
+		}
+		for ; i+1 < len(out) && !(out[i] == '}' && out[i+1] == '}'); i++ {
+			switch {
+			case out[i] == '\\' && out[i+1] == '"':
+				// An escaped string: up to the next \".
+				out[i], out[i+1] = ' ', '"'
+				for i += 2; i+1 < len(out); i++ {
+					if out[i] == '\\' && out[i+1] == '"' {
+						out[i], out[i+1] = '"', ' '
+						i++
+						break
+					}
+				}
+			case out[i] == '"':
+				for i++; i < len(out) && out[i] != '"'; i++ {
+					if out[i] == '\\' {
+						i++
+					}
+				}
+			case out[i] == '`':
+				for i++; i < len(out) && out[i] != '`'; i++ {
+				}
+			}
+		}
+		i++
+	}
+	return out
 }
 
 // markText prefixes each piece of a template text node with a marker of

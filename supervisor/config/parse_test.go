@@ -102,6 +102,9 @@ func TestParseErrors(t *testing.T) {
 		{"onStart and preStart", `{"preStart": "a", "onStart": "b"}`, `onStart: onStart is ContainerPilot 1's name for preStart`},
 		{"sensor type", `{"telemetry": {"sensors": [{"name": "x", "type": "meter", "poll": 5, "check": "c"}]}}`, `telemetry.sensors[0].type: want counter, gauge, histogram or summary, got "meter"`},
 		{"loop bomb", `{{range loop 100000}}{{range loop 100000}}{{end}}{{end}}{}`, `loop: more than 100000 iterations`},
+		{"range over a huge number", `{{range 1000000000}}{{end}}{}`, `t: template: more than 100000 range iterations`},
+		{"template recursion", `{{define "a"}}{{range loop 2}}{{template "a"}}{{end}}{{end}}{{template "a"}}{}`, `template "a" calls itself`},
+		{"render too large", `{{range loop 100000}}{{"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"}}{{end}}{}`, `the config renders to more than`},
 		{"NUL", "{\x00}", `t:1:2: NUL byte in the config`},
 		{"expansion renders bad", "{\n  \"stopTimeout\": ${SET}x\n}", `t:2:18: JSON5 syntax: "1x" is not a number`},
 	} {

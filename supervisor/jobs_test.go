@@ -168,6 +168,9 @@ func TestV3Jobs(t *testing.T) {
       health: {exec: %s, interval: 1, ttl: 10, timeout: '2s'},
     },
     {name: 'after-healthy', exec: %s, when: {source: 'app', once: 'healthy'}},
+    // health without a port: not registered, still healthy/unhealthy
+    {name: 'worker', exec: %s, health: {exec: 'true', interval: 1, ttl: 3}},
+    {name: 'after-worker', exec: %s, when: {source: 'worker', once: 'healthy'}},
     {name: 'tick', exec: %s, when: {interval: '700ms'}},
     {name: 'on-change', exec: %s, when: {source: 'watch.sales', each: 'changed'}},
     {name: 'on-stopping', exec: %s, when: {source: 'app', once: 'stopping'}},
@@ -175,7 +178,8 @@ func TestV3Jobs(t *testing.T) {
   watches: [{name: 'sales', interval: 0.1},],
 }`, c.HTTPAddr, jsonArgv(agentArgv...), jsonArgv(helper("app", rec, strconv.Itoa(port))...), port,
 		jsonArgv(helper("get", fmt.Sprintf("http://127.0.0.1:%d/", port))...),
-		jsonArgv(helper("hook", rec, "after-healthy")...), jsonArgv(helper("hook", ticks, "tick")...),
+		jsonArgv(helper("hook", rec, "after-healthy")...), jsonArgv(helper("sleep")...), jsonArgv(helper("hook", rec, "after-worker")...),
+		jsonArgv(helper("hook", ticks, "tick")...),
 		jsonArgv(helper("hook", rec, "changed")...), jsonArgv(helper("hook", rec, "stopping")...))
 	if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -189,6 +193,10 @@ func TestV3Jobs(t *testing.T) {
 		return st == "passing", "status " + st
 	})
 	waitEvent(t, rec, "after-healthy", 10*time.Second)
+	waitEvent(t, rec, "after-worker", 10*time.Second)
+	if svcs, _ := client.Agent().Services(); len(svcs) != 1 {
+		t.Errorf("want only the app registered, got %v", svcs)
+	}
 	// The co-process agent joined.
 	members := func() int {
 		ms, _ := client.Agent().Members(false)

@@ -464,6 +464,7 @@ func (s *Supervisor) reload() error {
 	old.stopLoops()
 	old.stopJobs()
 	kept := 0
+	var stops sync.WaitGroup // changed and removed jobs stop at once, not one after another
 	for _, oj := range old.jobs {
 		nj := ng.byName[oj.cfg.Name]
 		r, h := oj.snapshot()
@@ -475,7 +476,8 @@ func (s *Supervisor) reload() error {
 		running := r.proc != nil
 		if running {
 			oj.log.Info().Msg("reload: the job changed or is gone: stopping its process")
-			stopProcess(oj, r.proc)
+			stops.Add(1)
+			go func() { defer stops.Done(); stopProcess(oj, r.proc) }()
 		}
 		if nj != nil && !nj.cfg.Exec.IsZero() {
 			// Changed: the new definition takes over the old one's place
@@ -510,9 +512,11 @@ func (s *Supervisor) reload() error {
 			continue
 		}
 		if ap.registered {
-			ov.deregister(context.Background())
+			stops.Add(1)
+			go func() { defer stops.Done(); ov.deregister(context.Background()) }()
 		}
 	}
+	stops.Wait()
 	for _, nw := range ng.watches {
 		for _, ow := range old.watches {
 			if ow.q == nw.q {

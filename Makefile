@@ -25,7 +25,9 @@ test: ## install what the tests need if missing, then run every test (race detec
 bench: build ## print benchmark tables (render engine, propagation, autopilot vs consul-template)
 	CONSUL_BIN=$$(scripts/consul-bin.sh) $(GO) test -run '^$$' -bench . -benchmem ./render/ ./internal/consul/ ./supervisor/
 	CONSUL_BIN=$$(scripts/consul-bin.sh) $(GO) test -run '^$$' -bench BenchmarkScaleEvents -benchtime 1x ./internal/haproxy/
-	@if [ -d bench ]; then CONSUL_BIN=$$(scripts/consul-bin.sh) $(GO) run ./bench $(BENCH_ARGS); fi
+	@rm -f bench/points.json
+	@if [ -d bench ]; then CONSUL_BIN=$$(scripts/consul-bin.sh) $(GO) run ./bench -points bench/points.json $(BENCH_ARGS); fi
+	@if [ -s bench/points.json ]; then cd bench/plot && $(GO) run . -in ../points.json -out ../../docs/scale.svg && echo "plot: docs/scale.svg"; fi
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

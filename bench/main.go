@@ -28,18 +28,20 @@ import (
 )
 
 type config struct {
-	scales       []int
-	changes      int
-	spacing      time.Duration
-	scaleChanges int
-	templates    []int
-	steady       time.Duration
-	burst        int
-	burstRounds  int
-	starts       int
-	idle         time.Duration
-	only         []int
-	log          io.Writer
+	scales         []int
+	changes        int
+	spacing        time.Duration
+	scaleChanges   int
+	renderers      int
+	fleetInstances int
+	templates      []int
+	steady         time.Duration
+	burst          int
+	burstRounds    int
+	starts         int
+	idle           time.Duration
+	only           []int
+	log            io.Writer
 }
 
 func main() {
@@ -55,7 +57,7 @@ func run() (code int) {
 		cfg       = config{log: os.Stderr}
 		scale     = flag.String("scale", "1000,3000,10000", "scenario 2: instance counts of the one service")
 		templates = flag.String("templates", "10,100", "scenario 3: template counts")
-		only      = flag.String("only", "1,2,3,4,5,6", "scenarios to run")
+		only      = flag.String("only", "1,2,3,4,5,6,7", "scenarios to run")
 		quick     = flag.Bool("quick", false, "smoke run of about a minute: small scales, short steady state")
 		apBin     = flag.String("autopilot", "bin/autopilot", "autopilot binary")
 		build     = flag.Bool("build", true, "run `make build` first")
@@ -67,7 +69,9 @@ func run() (code int) {
 	)
 	flag.IntVar(&cfg.changes, "changes", 100, "scenario 1: number of changes")
 	flag.DurationVar(&cfg.spacing, "spacing", 300*time.Millisecond, "scenario 1: time between changes")
-	flag.IntVar(&cfg.scaleChanges, "scale-changes", 20, "scenario 2: changes per scale")
+	flag.IntVar(&cfg.scaleChanges, "scale-changes", 20, "scenarios 2 and 7: changes per scale")
+	flag.IntVar(&cfg.renderers, "renderers", 10, "scenario 7: renderers on the client agent")
+	flag.IntVar(&cfg.fleetInstances, "fleet-instances", 1000, "scenario 7: instances of the watched service")
 	flag.DurationVar(&cfg.steady, "steady", 60*time.Second, "scenario 3: steady-state duration per template count")
 	flag.IntVar(&cfg.burst, "burst", 50, "scenario 4: changes in the 1 s burst")
 	flag.IntVar(&cfg.burstRounds, "burst-rounds", 3, "scenario 4: bursts of registrations (and as many of deregistrations)")
@@ -151,7 +155,7 @@ func run() (code int) {
 	scenarios := []struct {
 		n   int
 		run func(config) (*table, error)
-	}{{1, e.propagation}, {2, nil}, {3, e.load}, {4, e.burst}, {5, e.supervisor}, {6, e.telemetry}}
+	}{{1, e.propagation}, {2, nil}, {3, e.load}, {4, e.burst}, {5, e.supervisor}, {6, e.telemetry}, {7, e.fleet}}
 	var points []point
 	failed := false
 	for _, s := range scenarios {

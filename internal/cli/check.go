@@ -62,6 +62,16 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
+	// Two templates writing one file (after resolving symlinks) would
+	// overwrite each other; the supervisor refuses them at start, so check does too.
+	dests := make([]render.Config, len(cfg.Templates))
+	for i, t := range cfg.Templates {
+		dests[i] = render.Config{Source: t.Source, Destination: t.Destination}
+	}
+	if err := render.CheckDestinations(dests); err != nil {
+		fmt.Fprintf(stderr, "autopilot check: %s: %v\n", cfg.Name, err)
+		return exitUsage
+	}
 	if *explain {
 		if err := cfg.Explain(stdout); err != nil {
 			return exitError

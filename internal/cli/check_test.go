@@ -21,6 +21,9 @@ func TestCheckCommand(t *testing.T) {
 		os.WriteFile(p, []byte(text), 0o644)
 		return p
 	}
+	if err := os.Symlink("out", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -33,6 +36,10 @@ func TestCheckCommand(t *testing.T) {
 		{"inline json5", []string{"-config", `{jobs: [{name: 'a', exec: 'true'},]}`}, "OK inline config", exitOK},
 		{"unknown field", []string{"-config", write("uf.json", `{"services":[{"helth":1}]}`)}, "uf.json:1:15: services[0].helth: unknown field", exitUsage},
 		{"bad template", []string{"-config", write("bt.json", `{"templates":[{"source":"bad.ctmpl","destination":"/tmp/x"}]}`)}, "bad.ctmpl", exitUsage},
+		// Through a symlink: accepted before, and the two templates
+		// overwrote each other on every change.
+		{"one destination through a symlink", []string{"-config", write("dd.json", `{"templates":[{"source":"ok.ctmpl","destination":"`+dir+`/out"},{"source":"ok.ctmpl","destination":"`+dir+`/link"}]}`)},
+			"have one destination", exitUsage},
 		{"cycle", []string{"-config", write("cy.json5", "{jobs: [\n {name: 'a', exec: 'x', when: {source: 'a', once: 'exitSuccess'}}]}")}, "cy.json5:2:40: jobs[0].when.source: job \"a\" waits for its own exitSuccess", exitUsage},
 		{"bad config template", []string{"-config", write("bct.json", "{\n\"consul\": \"{{ .X \"\n}")}, "bct.json:2: template:", exitUsage},
 		{"v3 command clash", []string{"-config", write("clash.json5", `{jobs: [{name: 'main', exec: 'x'}]}`), "--", "app"}, `config has a job of that name`, exitUsage},

@@ -105,6 +105,8 @@ func TestParseErrors(t *testing.T) {
 		{"range over a huge number", `{{range 1000000000}}{{end}}{}`, `t: template: more than 100000 range iterations`},
 		{"template recursion", `{{define "a"}}{{range loop 2}}{{template "a"}}{{end}}{{end}}{{template "a"}}{}`, `template "a" calls itself`},
 		{"render too large", `{{range loop 100000}}{{"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"}}{{end}}{}`, `the config renders to more than`},
+		{"consul host unset", "{\n  \"consul\": \"{{ .NOPE }}:8500\"\n}", `t:2:13: consul: ":8500" has no host (is a variable in it unset?)`},
+		{"consul bad scheme", `{"consul": "ftp://c:1"}`, `consul: "ftp://c:1": want http:// or https://`},
 		{"NUL", "{\x00}", `t:1:2: NUL byte in the config`},
 		{"expansion renders bad", "{\n  \"stopTimeout\": ${SET}x\n}", `t:2:18: JSON5 syntax: "1x" is not a number`},
 	} {

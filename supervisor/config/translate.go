@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"io/fs"
 	"path/filepath"
 	"regexp"
@@ -44,6 +45,9 @@ func (t *translator) common(consul consulField, l rawLogging, stop, renderTO dur
 	c := t.c
 	c.Consul = consul.Address
 	c.ConsulClient = consul.Client
+	if err := checkConsulAddr(c.Consul); err != nil {
+		return t.errAt("consul", "%v", err)
+	}
 	if err := t.logging(l); err != nil {
 		return err
 	}
@@ -67,6 +71,39 @@ func (t *translator) common(consul consulField, l rawLogging, stop, renderTO dur
 		if err := t.template(fmt.Sprintf("templates[%d]", i), r); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkConsulAddr refuses an address without a host or port, which is
+// what a template variable that is not set leaves ("{{ .CONSUL }}:8500"
+// becomes ":8500"): dialing it would quietly reach localhost instead.
+func checkConsulAddr(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	hostport := addr
+	if scheme, rest, ok := strings.Cut(addr, "://"); ok {
+		if scheme != "http" && scheme != "https" && scheme != "unix" {
+			return fmt.Errorf("%q: want http:// or https://", addr)
+		}
+		if scheme == "unix" {
+			return nil
+		}
+		hostport = strings.TrimSuffix(rest, "/")
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		if !strings.Contains(hostport, ":") && hostport != "" && !strings.ContainsAny(hostport, "/ ") {
+			return nil // a host alone: consul/api adds no port, the agent's default applies
+		}
+		return fmt.Errorf("%q: want host:port (%v)", addr, err)
+	}
+	switch {
+	case host == "":
+		return fmt.Errorf("%q has no host (is a variable in it unset?)", addr)
+	case port == "":
+		return fmt.Errorf("%q has no port", addr)
 	}
 	return nil
 }

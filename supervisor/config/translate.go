@@ -2,8 +2,8 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"io/fs"
+	"net"
 	"path/filepath"
 	"regexp"
 	"slices"

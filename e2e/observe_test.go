@@ -515,3 +515,55 @@ func TestObserveWithoutConsul(t *testing.T) {
 		t.Errorf("/status services without Consul: %+v", st.Services)
 	}
 }
+
+// TestContainerPilotNameRunsSupervisor: through a symlink named
+// containerpilot the binary runs a config as ContainerPilot would: a v3
+// config's jobs with no command, a v2 config's app from the command line.
+func TestContainerPilotNameRunsSupervisor(t *testing.T) {
+	dir := t.TempDir()
+	cp := filepath.Join(dir, "containerpilot")
+	if err := os.Symlink(autopilotBin, cp); err != nil {
+		t.Fatal(err)
+	}
+	v3 := filepath.Join(dir, "v3.json5")
+	if err := os.WriteFile(v3, []byte(`{ consul: "127.0.0.1:1", control: { socket: "`+dir+`/cp.sock" },
+  jobs: [ { name: "task", exec: ["sh", "-c", "echo ran > `+dir+`/ran; exit 7"] } ] }`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v2 := filepath.Join(dir, "v2.json")
+	if err := os.WriteFile(v2, []byte(`{ "consul": "127.0.0.1:1" }`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"v3 jobs", []string{"-config", v3}, 7},
+		{"v2 app", []string{"-config", v2, "sh", "-c", "exit 5"}, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(cp, tc.args...)
+			cmd.Env = baseEnv()
+			done := make(chan error, 1)
+			var out strings.Builder
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if code := exitCode(cmd, err); code != tc.code {
+					t.Errorf("containerpilot %v: exit %d, want %d\n%s", tc.args, code, tc.code, out.String())
+				}
+			case <-time.After(30 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("containerpilot %v did not exit\n%s", tc.args, out.String())
+			}
+		})
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "ran")); string(b) != "ran\n" {
+		t.Errorf("the v3 job did not run: %q", b)
+	}
+}

@@ -14,7 +14,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/autopilot/autopilot/internal/consul"
-	"github.com/autopilot/autopilot/internal/proc"
 	"github.com/autopilot/autopilot/internal/testenv"
 )
 
@@ -122,7 +121,7 @@ func TestConsulTemplateCompat(t *testing.T) {
 			}
 			w := consul.NewWatcher(ctx, client, consul.WatchOptions{}, zerolog.Nop())
 			defer w.Close()
-			r, err := NewRunner(w, []Config{{Source: src, Destination: apOut}}, RunnerOptions{Commands: &proc.Runner{}, Log: zerolog.Nop()})
+			r, err := NewRunner(w, []Config{{Source: src, Destination: apOut}}, RunnerOptions{Log: zerolog.Nop()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -162,7 +161,7 @@ func TestConsulTemplateCompat(t *testing.T) {
 			}
 			w := consul.NewWatcher(ctx, client, consul.WatchOptions{}, zerolog.Nop())
 			defer w.Close()
-			r, err := NewRunner(w, []Config{{Source: src, Destination: apOut}}, RunnerOptions{Commands: &proc.Runner{}, Log: zerolog.Nop()})
+			r, err := NewRunner(w, []Config{{Source: src, Destination: apOut}}, RunnerOptions{Log: zerolog.Nop()})
 			if err == nil {
 				err = r.Once(ctx)
 			}

@@ -13,7 +13,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/autopilot/autopilot/internal/consul"
-	"github.com/autopilot/autopilot/internal/proc"
 	"github.com/autopilot/autopilot/internal/testenv"
 )
 
@@ -26,7 +25,7 @@ func liveRunner(t *testing.T, addr string, cfgs ...Config) *Runner {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := consul.NewWatcher(ctx, client, consul.WatchOptions{}, zerolog.Nop())
-	r, err := NewRunner(w, cfgs, RunnerOptions{Commands: &proc.Runner{}, Log: zerolog.Nop()})
+	r, err := NewRunner(w, cfgs, RunnerOptions{Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}

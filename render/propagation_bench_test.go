@@ -13,7 +13,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/autopilot/autopilot/internal/consul"
-	"github.com/autopilot/autopilot/internal/proc"
 	"github.com/autopilot/autopilot/internal/testenv"
 )
 
@@ -38,7 +37,7 @@ func BenchmarkPropagationToFile(b *testing.B) {
 		b.Fatal(err)
 	}
 	dest := filepath.Join(dir, "prop.out")
-	r, err := NewRunner(w, []Config{{Source: src, Destination: dest}}, RunnerOptions{Commands: &proc.Runner{}, Log: zerolog.Nop()})
+	r, err := NewRunner(w, []Config{{Source: src, Destination: dest}}, RunnerOptions{Log: zerolog.Nop()})
 	if err != nil {
 		b.Fatal(err)
 	}

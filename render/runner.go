@@ -18,7 +18,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/autopilot/autopilot/internal/dep"
-	"github.com/autopilot/autopilot/internal/proc"
 )
 
 // Config is one template to keep rendered.
@@ -26,15 +25,22 @@ type Config struct {
 	Source      string      // template path
 	Destination string      // file to keep up to date
 	Perms       fs.FileMode // 0 = keep the existing file's mode, else 0644
-	// Check runs on the candidate file before it replaces Destination;
-	// {{.Path}} in its arguments is the candidate's path. Non-zero exit
-	// leaves Destination and the service alone.
-	Check proc.Command
-	// CheckTimeout, if positive, bounds Check: on expiry its whole process
-	// group is killed and the render is not applied.
+	// Check validates the candidate file at path before it replaces
+	// Destination: an error leaves Destination and the service alone, and
+	// output goes to the log. nil: no check. render knows nothing of
+	// processes; autopilot passes a command (proc.Runner.CheckFunc, which
+	// puts the path where the command says {{.Path}}).
+	Check func(ctx context.Context, path string) (output []byte, err error)
+	// CheckName names Check in logs and stats, e.g. "nginx -t -c {{.Path}}".
+	CheckName string
+	// CheckTimeout, if positive, bounds Check through its ctx (a command's
+	// whole process group is then killed) and the render is not applied.
 	CheckTimeout time.Duration
-	// Command runs after each swap (consul-template's third field).
-	Command proc.Command
+	// Command runs after each swap (consul-template's third field); an
+	// error is a failed reload. nil: none.
+	Command func(ctx context.Context) (output []byte, err error)
+	// CommandName names Command in logs, e.g. "nginx -s reload".
+	CommandName string
 	// Reload, if set, runs after Command: the supervisor's reloadSignal.
 	Reload func(ctx context.Context) error
 	// Apply, if set, is offered every change once the candidate passed
@@ -125,9 +131,6 @@ const (
 type RunnerOptions struct {
 	Mode Mode
 	Out  io.Writer // dry-run and diff output (default os.Stdout)
-	// Commands runs check and reload commands; its Reaper keeps it safe
-	// next to the supervisor's zombie reaping. nil runs them plainly.
-	Commands *proc.Runner
 	// DryRunHeaders precedes every dry-run output with "> DEST" (as
 	// consul-template -dry does), not only when there are several templates.
 	DryRunHeaders bool
@@ -621,7 +624,7 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 		}
 	}
 	cmd, output, err := r.check(ctx, u, staged.Path())
-	if !u.cfg.Check.IsZero() {
+	if u.cfg.Check != nil {
 		u.mu.Lock()
 		u.stats.LastCheck = newOutcome(err, output)
 		u.mu.Unlock()
@@ -654,7 +657,7 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 	}
 	u.log.Info().Int("bytes", len(out)).Strs("changed", u.changed).Msg("file updated")
 
-	if d := splay(u.cfg.Splay); d > 0 && (!u.cfg.Command.IsZero() || u.cfg.Reload != nil) {
+	if d := splay(u.cfg.Splay); d > 0 && (u.cfg.Command != nil || u.cfg.Reload != nil) {
 		u.log.Debug().Dur("splay", d).Msg("delaying the reload")
 		t := time.NewTimer(d)
 		select {
@@ -665,7 +668,7 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 		}
 	}
 	err = r.reload(ctx, u)
-	if !u.cfg.Command.IsZero() || u.cfg.Reload != nil {
+	if u.cfg.Command != nil || u.cfg.Reload != nil {
 		u.mu.Lock()
 		u.stats.Reloads++
 		u.stats.LastReload = newOutcome(err, nil)
@@ -715,23 +718,19 @@ func (r *Runner) applyLive(ctx context.Context, u *unit, prev, out []byte) bool 
 // check runs the template's check command on the candidate at path and
 // returns the command as run and its output, for the log.
 func (r *Runner) check(ctx context.Context, u *unit, path string) (string, []byte, error) {
-	if u.cfg.Check.IsZero() {
+	if u.cfg.Check == nil {
 		return "", nil, nil
-	}
-	cmd, err := u.cfg.Check.Expand(struct{ Path string }{path})
-	if err != nil {
-		return u.cfg.Check.String(), nil, fmt.Errorf("check command for %s: %w", u.cfg.Destination, err)
 	}
 	if u.cfg.CheckTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, u.cfg.CheckTimeout)
 		defer cancel()
 	}
-	output, err := r.opts.Commands.Output(ctx, cmd)
+	output, err := u.cfg.Check(ctx, path)
 	if err != nil {
-		return cmd.String(), output, fmt.Errorf("check %s: %w: %s", u.cfg.Destination, err, bytes.TrimSpace(output))
+		return u.cfg.CheckName, output, fmt.Errorf("check %s: %w: %s", u.cfg.Destination, err, bytes.TrimSpace(output))
 	}
-	return cmd.String(), output, nil
+	return u.cfg.CheckName, output, nil
 }
 
 // splay draws a delay in [0, max).
@@ -743,7 +742,7 @@ func splay(max time.Duration) time.Duration {
 }
 
 func (r *Runner) reload(ctx context.Context, u *unit) error {
-	if !u.cfg.Command.IsZero() {
+	if u.cfg.Command != nil {
 		u.mu.Lock()
 		u.stats.Commands++
 		u.mu.Unlock()
@@ -753,11 +752,11 @@ func (r *Runner) reload(ctx context.Context, u *unit) error {
 			cctx, cancel = context.WithTimeout(ctx, u.cfg.CommandTimeout)
 			defer cancel()
 		}
-		output, err := r.opts.Commands.Output(cctx, u.cfg.Command)
+		output, err := u.cfg.Command(cctx)
 		if err != nil {
-			return fmt.Errorf("command %q for %s: %w: %s", u.cfg.Command, u.cfg.Destination, err, bytes.TrimSpace(output))
+			return fmt.Errorf("command %q for %s: %w: %s", u.cfg.CommandName, u.cfg.Destination, err, bytes.TrimSpace(output))
 		}
-		u.log.Info().Str("command", u.cfg.Command.String()).Msg("command ran")
+		u.log.Info().Str("command", u.cfg.CommandName).Msg("command ran")
 	}
 	if u.cfg.Reload != nil {
 		u.mu.Lock()

@@ -22,7 +22,7 @@ const upstreamTmpl = `{{ range service "web" }}server {{ .Address }}:{{ .Port }}
 
 func startRunner(t *testing.T, src *mapSource, cfg Config) (*Runner, context.CancelFunc) {
 	t.Helper()
-	r, err := NewRunner(src, []Config{cfg}, RunnerOptions{Commands: &proc.Runner{}, Log: zerolog.Nop()})
+	r, err := NewRunner(src, []Config{cfg}, RunnerOptions{Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestRunnerWritesOnChangeOnly(t *testing.T) {
 	dest := filepath.Join(t.TempDir(), "out.conf")
 	marker := filepath.Join(t.TempDir(), "ran")
 	r, _ := startRunner(t, src, Config{Source: writeTemp(t, "t.ctmpl", upstreamTmpl), Destination: dest,
-		Command: proc.Command{Argv: []string{"sh", "-c", "echo x >> " + marker}}})
+		Command: (&proc.Runner{}).OutputFunc(proc.Command{Argv: []string{"sh", "-c", "echo x >> " + marker}})})
 	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
 		got := readFile(t, dest)
 		return got == "server 127.0.0.1:8000;\n", got
@@ -72,7 +72,7 @@ func TestRunnerCheckFailureKeepsGoodFile(t *testing.T) {
 	dest := filepath.Join(t.TempDir(), "out.conf")
 	// The check rejects any candidate that mentions 127.0.0.9.
 	check := proc.Command{Argv: []string{"sh", "-c", "! grep -q 127.0.0.9 {{.Path}}"}}
-	r, _ := startRunner(t, src, Config{Source: writeTemp(t, "t.ctmpl", upstreamTmpl), Destination: dest, Check: check})
+	r, _ := startRunner(t, src, Config{Source: writeTemp(t, "t.ctmpl", upstreamTmpl), Destination: dest, Check: (&proc.Runner{}).CheckFunc(check)})
 	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
 		got := readFile(t, dest)
 		return got == "server 127.0.0.1:8000;\n", got

@@ -11,7 +11,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/autopilot/autopilot/internal/proc"
 	"github.com/autopilot/autopilot/internal/testenv"
 )
 
@@ -29,7 +28,7 @@ func TestWatchTemplates(t *testing.T) {
 	dest := filepath.Join(dir, "out")
 	var logs testenv.Buffer
 	r, err := NewRunner(src, []Config{{Source: tmpl, Destination: dest}}, RunnerOptions{
-		Commands: &proc.Runner{}, WatchTemplates: true, Log: zerolog.New(&logs)})
+		WatchTemplates: true, Log: zerolog.New(&logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +139,7 @@ func TestWatchTemplatesFollowsSwaps(t *testing.T) {
 			l := tc.setup(t, dir)
 			dest := filepath.Join(dir, "out") // beside the template: its writes are events too
 			r, err := NewRunner(src, []Config{{Source: l.tmpl, Destination: dest}}, RunnerOptions{
-				Commands: &proc.Runner{}, WatchTemplates: true, Log: zerolog.Nop()})
+				WatchTemplates: true, Log: zerolog.Nop()})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -84,7 +84,7 @@ func TestWriteRetriesUntilConverged(t *testing.T) {
 			src.set(q, instances("web", "127.0.0.1"))
 			var logs testenv.Buffer
 			r, err := NewRunner(src, []Config{{Source: writeTemp(t, "t.ctmpl", upstreamTmpl), Destination: dest}},
-				RunnerOptions{Commands: &proc.Runner{}, Log: zerolog.New(&logs)})
+				RunnerOptions{Log: zerolog.New(&logs)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -133,7 +133,7 @@ func TestOnceRetriesWrite(t *testing.T) {
 	src := newMapSource()
 	src.set(svcQuery(t, "web"), instances("web", "127.0.0.1"))
 	dest := filepath.Join(dir, "out")
-	r, err := NewRunner(src, []Config{{Source: writeTemp(t, "t.ctmpl", upstreamTmpl), Destination: dest}}, RunnerOptions{Commands: &proc.Runner{}})
+	r, err := NewRunner(src, []Config{{Source: writeTemp(t, "t.ctmpl", upstreamTmpl), Destination: dest}}, RunnerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestOnceRetriesWrite(t *testing.T) {
 	src.set(svcQuery(t, "web"), instances("web", "127.0.0.9"))
 	ctx, cancel = context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
-	r2, _ := NewRunner(src, []Config{{Source: writeTemp(t, "t.ctmpl", upstreamTmpl), Destination: dest}}, RunnerOptions{Commands: &proc.Runner{}})
+	r2, _ := NewRunner(src, []Config{{Source: writeTemp(t, "t.ctmpl", upstreamTmpl), Destination: dest}}, RunnerOptions{})
 	err = r2.Once(ctx)
 	var we *WriteError
 	if !errors.As(err, &we) || !errors.Is(err, syscall.ENOSPC) {
@@ -218,7 +218,7 @@ func TestSymlinkDestinationKeepsLink(t *testing.T) {
 	src := newMapSource()
 	src.set(svcQuery(t, "web"), instances("web", "127.0.0.1"))
 	startRunner(t, src, Config{Source: writeTemp(t, "t.ctmpl", upstreamTmpl), Destination: link,
-		Check: proc.Command{Argv: []string{"grep", "-q", "server", "{{.Path}}"}}})
+		Check: (&proc.Runner{}).CheckFunc(proc.Command{Argv: []string{"grep", "-q", "server", "{{.Path}}"}})})
 	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
 		got := readFile(t, filepath.Join(avail, "app"))
 		return got == "server 127.0.0.1:8000;\n", got

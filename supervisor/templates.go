@@ -35,7 +35,8 @@ func (s *Supervisor) newTemplates(cfg *config.Config) (*render.Runner, error) {
 			Source:       t.Source,
 			Destination:  t.Destination,
 			Perms:        t.Perms,
-			Check:        t.Check,
+			Check:        s.runner.CheckFunc(t.Check),
+			CheckName:    t.Check.String(),
 			CheckTimeout: t.CheckTimeout,
 			Wait:         t.Wait,
 			Options:      render.Options{MinInstances: t.MinInstances},
@@ -54,7 +55,7 @@ func (s *Supervisor) newTemplates(cfg *config.Config) (*render.Runner, error) {
 		}
 		cfgs = append(cfgs, rc)
 	}
-	return render.NewRunner(s.watcher, cfgs, render.RunnerOptions{Commands: s.runner, Log: s.log})
+	return render.NewRunner(s.watcher, cfgs, render.RunnerOptions{Log: s.log})
 }
 
 // signalApp is a template's reloadSignal: it signals the Main job's process

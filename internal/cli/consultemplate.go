@@ -105,7 +105,7 @@ func runConsulTemplate(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	if fl.ParseOnly {
 		for _, t := range cfg.Templates {
-			rc, err := renderConfig(cfg, t)
+			rc, err := renderConfig(cfg, t, &proc.Runner{})
 			if err == nil {
 				err = parseOnly(rc)
 			}
@@ -153,7 +153,7 @@ func parseOnly(rc render.Config) error {
 }
 
 // renderConfig turns one consul-template template into render's Config.
-func renderConfig(cfg *ctconfig.Config, t *ctconfig.Template) (render.Config, error) {
+func renderConfig(cfg *ctconfig.Config, t *ctconfig.Template, commands *proc.Runner) (render.Config, error) {
 	rc := render.Config{Source: t.Source, Destination: t.Destination, Contents: t.Contents,
 		Backup: t.Backup, CreateDestDirs: true, CommandTimeout: 30 * time.Second}
 	if rc.Source == "" {
@@ -182,7 +182,8 @@ func renderConfig(cfg *ctconfig.Config, t *ctconfig.Template) (render.Config, er
 	if rc.RightDelim == "" && cfg.RightDelim != nil {
 		rc.RightDelim = *cfg.RightDelim
 	}
-	rc.Command = ctCommand(t.Command)
+	cmd := ctCommand(t.Command)
+	rc.Command, rc.CommandName = commands.OutputFunc(cmd), strings.Join(t.Command, " ")
 	if t.User != "" || t.Group != "" {
 		uid, gid, err := lookupOwner(t.User, t.Group)
 		if err != nil {
@@ -305,9 +306,10 @@ func (r *ctRun) signals() (kill, reload syscall.Signal) {
 
 // build makes a runner for the current config.
 func (r *ctRun) build(ctx context.Context) (*render.Runner, func(), error) {
+	commands := &proc.Runner{Stdout: r.stdout, Stderr: r.stderr}
 	var rcs []render.Config
 	for _, t := range r.cfg.Templates {
-		rc, err := renderConfig(r.cfg, t)
+		rc, err := renderConfig(r.cfg, t, commands)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -330,8 +332,7 @@ func (r *ctRun) build(ctx context.Context) (*render.Runner, func(), error) {
 	if r.cfg.Dry {
 		mode = render.ModeDryRun
 	}
-	runner, err := render.NewRunner(w, rcs, render.RunnerOptions{Mode: mode, Out: r.stdout, DryRunHeaders: true, Log: r.log,
-		Commands: &proc.Runner{Stdout: r.stdout, Stderr: r.stderr}})
+	runner, err := render.NewRunner(w, rcs, render.RunnerOptions{Mode: mode, Out: r.stdout, DryRunHeaders: true, Log: r.log})
 	if err != nil {
 		w.Close()
 		return nil, nil, err

@@ -34,7 +34,7 @@ func (t *templateFlags) Set(s string) error { *t = append(*t, s); return nil }
 // parseTemplateSpec splits consul-template's source:destination:command.
 // The command is split on whitespace with no shell, like every command in
 // autopilot; wrap it in `sh -c` yourself if you need one.
-func parseTemplateSpec(s string) (render.Config, error) {
+func parseTemplateSpec(s string, commands *proc.Runner) (render.Config, error) {
 	parts := strings.SplitN(s, ":", 3)
 	c := render.Config{Source: parts[0]}
 	if c.Source == "" {
@@ -48,7 +48,7 @@ func parseTemplateSpec(s string) (render.Config, error) {
 		if err != nil {
 			return c, fmt.Errorf("-template %q: command: %w", s, err)
 		}
-		c.Command = cmd
+		c.Command, c.CommandName = commands.OutputFunc(cmd), cmd.String()
 	}
 	return c, nil
 }
@@ -138,9 +138,10 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		return usageErr("%v", err)
 	}
+	commands := &proc.Runner{Stdout: stderr, Stderr: stderr}
 	var cfgs []render.Config
 	for _, spec := range templates {
-		c, err := parseTemplateSpec(spec)
+		c, err := parseTemplateSpec(spec, commands)
 		if err != nil {
 			return usageErr("%v", err)
 		}
@@ -160,7 +161,7 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			if t.Destination == "" && !*dryRun {
 				return usageErr("%s: template: destination is required (only -dry-run can do without one)", t.At)
 			}
-			c, err := renderConfig(ct, t)
+			c, err := renderConfig(ct, t, commands)
 			if err != nil {
 				return usageErr("%v", err)
 			}
@@ -175,9 +176,8 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if *hxDrain <= 0 {
 		return usageErr("-haproxy-drain %v: want a positive duration", *hxDrain)
 	}
-	commands := &proc.Runner{Stdout: stderr, Stderr: stderr}
 	for i := range cfgs {
-		closeHX := withHAProxy(&cfgs[i], *hxRuntime, *hxMaster, *hxDrain, commands, log)
+		closeHX := withHAProxy(&cfgs[i], *hxRuntime, *hxMaster, *hxDrain, log)
 		defer closeHX()
 	}
 
@@ -214,7 +214,6 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	r, err := render.NewRunner(src, cfgs, render.RunnerOptions{
 		Mode: mode, Out: stdout, WatchTemplates: *watchTmpl, Log: log,
-		Commands: commands,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "autopilot render: %v\n", err)
@@ -241,7 +240,7 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 // master CLI at masterSock, triggered by the template's command (or by the
 // master CLI's `reload` when it has none). It returns what stops the
 // background deletions of drained servers.
-func withHAProxy(c *render.Config, runtimeSock, masterSock string, drain time.Duration, commands *proc.Runner, log zerolog.Logger) func() {
+func withHAProxy(c *render.Config, runtimeSock, masterSock string, drain time.Duration, log zerolog.Logger) func() {
 	log = log.With().Str("template", c.Source).Logger()
 	stop := func() {}
 	if runtimeSock != "" {
@@ -250,15 +249,15 @@ func withHAProxy(c *render.Config, runtimeSock, masterSock string, drain time.Du
 	}
 	if masterSock != "" {
 		var trigger func(context.Context) error
-		if cmd := c.Command; !cmd.IsZero() {
+		if cmd, name := c.Command, c.CommandName; cmd != nil {
 			trigger = func(ctx context.Context) error {
-				out, err := commands.Output(ctx, cmd)
+				out, err := cmd(ctx)
 				if err != nil {
-					return fmt.Errorf("command %q: %w: %s", cmd, err, bytes.TrimSpace(out))
+					return fmt.Errorf("command %q: %w: %s", name, err, bytes.TrimSpace(out))
 				}
 				return nil
 			}
-			c.Command = proc.Command{}
+			c.Command, c.CommandName = nil, ""
 		}
 		rl := haproxy.NewReloader(haproxy.ReloaderOptions{Master: masterSock, Trigger: trigger, Log: log})
 		c.Reload = func(ctx context.Context) error {

@@ -124,7 +124,7 @@ func startLB(t testing.TB, agent *testenv.Consul, o lbOptions) *lb {
 	if o.noRuntime {
 		apply = nil
 	}
-	l.runner, err = render.NewRunner(w, []render.Config{{Source: tmpl, Destination: l.cfg, Check: check,
+	l.runner, err = render.NewRunner(w, []render.Config{{Source: tmpl, Destination: l.cfg, Check: (&proc.Runner{}).CheckFunc(check), CheckName: check.String(),
 		Apply: apply,
 		Reload: func(ctx context.Context) error {
 			if l.reloader == nil { // the first file, before HAProxy runs
@@ -132,7 +132,7 @@ func startLB(t testing.TB, agent *testenv.Consul, o lbOptions) *lb {
 			}
 			return l.reloader.Reload(ctx)
 		},
-	}}, render.RunnerOptions{Commands: &proc.Runner{}, Log: log})
+	}}, render.RunnerOptions{Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

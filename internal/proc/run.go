@@ -98,6 +98,31 @@ func (r *Runner) Output(ctx context.Context, c Command) ([]byte, error) {
 	return out.Bytes(), err
 }
 
+// CheckFunc adapts c to a check of a candidate file, the form render takes:
+// {{.Path}} in its arguments becomes the path it is given; it returns c's
+// output. nil for a zero c (no check).
+func (r *Runner) CheckFunc(c Command) func(ctx context.Context, path string) ([]byte, error) {
+	if c.IsZero() {
+		return nil
+	}
+	return func(ctx context.Context, path string) ([]byte, error) {
+		cmd, err := c.Expand(struct{ Path string }{path})
+		if err != nil {
+			return nil, err
+		}
+		return r.Output(ctx, cmd)
+	}
+}
+
+// OutputFunc adapts c to the command form render takes: it runs c and
+// returns its output. nil for a zero c (no command).
+func (r *Runner) OutputFunc(c Command) func(ctx context.Context) ([]byte, error) {
+	if c.IsZero() {
+		return nil
+	}
+	return func(ctx context.Context) ([]byte, error) { return r.Output(ctx, c) }
+}
+
 func (r *Runner) run(ctx context.Context, c Command, stdout, stderr io.Writer) error {
 	if c.IsZero() {
 		return errors.New("run: empty command")

@@ -40,7 +40,7 @@ func TestTemplateMetricsFollowConsul(t *testing.T) {
 	// The check refuses any file that names 10.9.9.9: a "bad" instance.
 	check := proc.Command{Argv: []string{"sh", "-c", "! grep -q 10.9.9.9 {{.Path}}"}}
 	cfgs := []render.Config{
-		{Source: write("up.ctmpl", "{{ range service \"web\" }}{{ .Address }}:{{ .Port }}\n{{ end }}"), Destination: upstreams, Check: check},
+		{Source: write("up.ctmpl", "{{ range service \"web\" }}{{ .Address }}:{{ .Port }}\n{{ end }}"), Destination: upstreams, Check: (&proc.Runner{}).CheckFunc(check), CheckName: check.String()},
 		{Source: write("keyed.ctmpl", `mode={{ key "app/mode" }}`), Destination: keyed},
 	}
 	register := func(id, addr string, port int) {
@@ -57,7 +57,7 @@ func TestTemplateMetricsFollowConsul(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := consul.NewWatcher(ctx, client, consul.WatchOptions{}, zerolog.Nop())
-	r, err := render.NewRunner(w, cfgs, render.RunnerOptions{Commands: &proc.Runner{}, Log: zerolog.Nop()})
+	r, err := render.NewRunner(w, cfgs, render.RunnerOptions{Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -390,4 +391,58 @@ func tree(t *testing.T, dir string) string {
 		return nil
 	})
 	return b.String()
+}
+
+// Without -once the symlinked consul-template keeps rendering: the reload
+// signal re-reads its config files (a new template block takes effect), a
+// KV change re-renders, and SIGTERM ends it with consul-template's
+// interrupt code (12).
+func TestConsulTemplateReloadSignalAndTerm(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	kv := agent.Client(t).KV()
+	if _, err := kv.Put(&api.KVPair{Key: "k", Value: []byte("one")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "ct.hcl")
+	conf := func(dest string) {
+		text := fmt.Sprintf("consul { address = %q }\ntemplate {\n  contents = \"{{ key \\\"k\\\" }}\"\n  destination = %q\n}\n", agent.HTTPAddr, filepath.Join(dir, dest))
+		if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf("first.txt")
+	var stderr testenv.Buffer
+	cmd := exec.Command(filepath.Join(ctBinDir(t), "consul-template"), "-config", cfg, "-log-level", "debug")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() }) //nolint:errcheck
+	read := func(name string) string { b, _ := os.ReadFile(filepath.Join(dir, name)); return string(b) }
+	testenv.Eventually(t, 15*time.Second, func() (bool, string) { return read("first.txt") == "one", stderr.String() })
+	if _, err := kv.Put(&api.KVPair{Key: "k", Value: []byte("two")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 15*time.Second, func() (bool, string) { return read("first.txt") == "two", stderr.String() })
+
+	conf("second.txt")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 15*time.Second, func() (bool, string) { return read("second.txt") == "two", stderr.String() })
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if code := exitCode(cmd, err); code != 12 {
+			t.Fatalf("exit %d after SIGTERM, want 12\n%s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("still running 10s after SIGTERM\n%s", stderr.String())
+	}
 }

@@ -271,7 +271,8 @@ func TestV3Jobs(t *testing.T) {
 		t.Errorf("still registered after shutdown: %s", st)
 	}
 	st := p.s.Status()
-	if st.Generation != 1 || len(st.Services) != 1 || st.Services[0].ID != id || st.Services[0].Registrations < 1 {
+	if st.Generation != 1 || len(st.Services) != 1 || st.Services[0].ID != id || st.Services[0].Registrations < 1 ||
+		st.Services[0].TTLUpdates < 1 || st.Services[0].HealthRuns < 1 || st.Services[0].Registered {
 		t.Errorf("status %+v", st)
 	}
 }

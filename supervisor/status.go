@@ -51,10 +51,13 @@ type ServiceStatus struct {
 	Maintenance bool
 	Health      string
 	// Registrations counts register calls (the first and every
-	// re-registration), TTLUpdates heartbeats, DriftRepairs the times the
-	// agent's state differed from autopilot's and was repaired,
-	// AgentErrors failed agent calls.
-	Registrations, TTLUpdates, DriftRepairs, AgentErrors int
+	// re-registration), Reregistrations those after the first (agent
+	// restarts, definition changes), TTLUpdates heartbeats, DriftRepairs
+	// the times the agent's state differed from autopilot's and was
+	// repaired, AgentErrors failed agent calls.
+	Registrations, Reregistrations, TTLUpdates, DriftRepairs, AgentErrors int
+	// HealthRuns and HealthFailures count the job's health checks.
+	HealthRuns, HealthFailures int
 }
 
 // WatchStatus is one watch.
@@ -98,7 +101,10 @@ func (s *Supervisor) Status() Status {
 		}
 		st.Jobs = append(st.Jobs, js)
 		if j.svc != nil {
-			st.Services = append(st.Services, j.svc.snapshot())
+			ss := j.svc.snapshot()
+			ss.HealthRuns, ss.HealthFailures = js.HealthRuns, js.HealthFailures
+			ss.Reregistrations = max(0, ss.Registrations-1)
+			st.Services = append(st.Services, ss)
 		}
 	}
 	for _, w := range g.watches {

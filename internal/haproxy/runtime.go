@@ -85,7 +85,12 @@ func (r *Runtime) Draining() int {
 // an error when it tried and failed (socket unreachable, a command refused,
 // the running state not matching new afterwards). In both cases the caller
 // reloads from the new file, which also undoes any partial change.
-func (r *Runtime) Apply(ctx context.Context, old, new []byte) (bool, error) {
+func (r *Runtime) Apply(ctx context.Context, old, new []byte) (applied bool, err error) {
+	defer func() {
+		if !applied {
+			r.forgetDrains()
+		}
+	}()
 	oc, err := ParseConfig(old)
 	if err != nil {
 		r.log.Info().Err(err).Msg("running config not understood; reloading")
@@ -130,6 +135,15 @@ func (r *Runtime) Apply(ctx context.Context, old, new []byte) (bool, error) {
 		ev.Msg("applied through the runtime API, no reload")
 	}
 	return true, nil
+}
+
+// forgetDrains drops the pending deletions when the caller is about to
+// reload: the new worker starts from the file, without the removed
+// servers, so there is nothing left to delete or to revive.
+func (r *Runtime) forgetDrains() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.pending)
 }
 
 // revive turns the re-addition of a server that is still draining into a

@@ -309,3 +309,25 @@ func TestTemplateHAProxy(t *testing.T) {
 		t.Fatalf("without the field: %+v, %v", c, err)
 	}
 }
+
+// TestPositionsInRawText: errors after text that interpolation removed,
+// added or repeated are placed in the file as written.
+func TestPositionsInRawText(t *testing.T) {
+	env := envOf(map[string]string{"LONG": strings.Repeat("x", 50), "TWO": "2"})
+	for _, tc := range []struct{ name, in, want string }{
+		{"after a removed block", "{\n{{ if .NOPE }}\n  \"a\": 1,\n  \"b\": 2,\n{{ end }}\n  \"helth\": 1\n}", "t:6:3: helth: unknown field"},
+		{"after trim markers", "{\n  {{- if .NOPE -}} \"a\": 1, {{- end }}\n  \"helth\": 1\n}", "t:3:3: helth: unknown field"},
+		{"after a long expansion", "{\"consul\": \"${LONG}:1\", \"x\": 1}", "t:1:25: x: unknown field"},
+		{"after a long action", "{\"consul\": \"{{ .LONG }}:1\", \"x\": 1}", "t:1:29: x: unknown field"},
+		{"inside a loop body", "{\"jobs\": [{{ range $i := loop 0 2 }}{{ if $i }},{{ end }}\n  {\"name\": \"j{{ $i }}\", \"exec\": \"x\", \"bad\": 1}{{ end }}]}", "t:2:38: jobs[0].bad: unknown field"},
+		{"in an action's output", "{\"stopTimeout\": \"{{ .LONG }}\"}", "t:1:17: stopTimeout: want seconds or a duration"},
+		{"json5 after comments", "// one\n/* two\nthree */ {\n  jobs: [{name: 'a', exec: 'x', when: {once: 'nope'}}]}", "t:4:46: jobs[0].when.once: unknown event \"nope\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.in), "t", env)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -55,11 +55,7 @@ func (c *Config) Explain(w io.Writer) error {
 			if j.Timeout > 0 {
 				row(&b, "timeout", dur(j.Timeout))
 			}
-			if j.StopTimeout > 0 {
-				row(&b, "stop", "SIGTERM, then SIGKILL after "+dur(j.StopTimeout))
-			} else {
-				row(&b, "stop", "SIGKILL at once (stopTimeout -1)")
-			}
+			row(&b, "stop", "SIGTERM, then SIGKILL after "+dur(j.StopTimeout))
 		}
 		if j.Port > 0 {
 			reg := fmt.Sprintf("service %s, id %s, port %d", j.Name, c.ServiceID(j, "HOSTNAME"), j.Port)

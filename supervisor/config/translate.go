@@ -54,7 +54,9 @@ func (t *translator) common(consul consulField, l rawLogging, stop, renderTO dur
 	c.StopTimeout = DefaultStopTimeout
 	switch {
 	case stop.neg && c.Dialect != ContainerPilot3:
-		c.StopTimeout = 0 // ContainerPilot 2's -1: SIGKILL at once
+		// ContainerPilot 2's -1 kills the app at once; the model has no
+		// zero (it means the default), so the least time stands for it.
+		c.StopTimeout = time.Millisecond
 	case stop.neg:
 		return t.errAt("stopTimeout", "negative duration -1")
 	case stop.set && stop.d > 0:

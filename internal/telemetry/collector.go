@@ -111,6 +111,7 @@ func metrics(now func() time.Time) []*metric {
 		tmpl("reloads_total", "Reload commands and signals run after a write.", func(t *TemplateStatus) float64 { return float64(t.Reloads) }, counter),
 		tmpl("reload_failures_total", "Reload commands or signals that failed.", func(t *TemplateStatus) float64 { return float64(t.ReloadFailures) }, counter),
 		tmpl("rollbacks_total", "Previous files put back after a failed reload.", func(t *TemplateStatus) float64 { return float64(t.Rollbacks) }, counter),
+		tmpl("write_errors_total", "Renders that could not be written (disk full, permission denied, read-only filesystem); each is retried with backoff.", func(t *TemplateStatus) float64 { return float64(t.WriteErrors) }, counter),
 		tmpl("runtime_applied_total", "Writes made live through HAProxy's runtime API, without a reload.", func(t *TemplateStatus) float64 { return float64(t.RuntimeApplied) }, counter),
 		tmpl("runtime_fallbacks_total", "Runtime API failures that fell back to a reload.", func(t *TemplateStatus) float64 { return float64(t.RuntimeFallbacks) }, counter),
 		tmpl("last_write_timestamp_seconds", "Unix time of the last successful write (0: never).", func(t *TemplateStatus) float64 { return unix(t.LastWrite) }, gauge),

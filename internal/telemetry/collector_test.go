@@ -25,7 +25,7 @@ func fullSnapshot(now time.Time) Snapshot {
 		Watches: []WatchStatus{{Query: `service "web|passing"`, Instances: 3, LastChange: now.Add(-time.Minute),
 			Requests: 11, Errors: 2, IndexResets: 1, EmptyHeld: 1, Latency: Durations{Count: 11, Seconds: 2.5}}},
 		Templates: []TemplateStatus{{Source: "a.ctmpl", Destination: "/etc/nginx/nginx.conf", Renders: 6, Writes: 4,
-			Unchanged: 2, CheckFailures: 1, Reloads: 4, ReloadFailures: 1, Rollbacks: 1, RuntimeApplied: 7, RuntimeFallbacks: 2,
+			Unchanged: 2, CheckFailures: 1, Reloads: 4, ReloadFailures: 1, Rollbacks: 1, WriteErrors: 3, RuntimeApplied: 7, RuntimeFallbacks: 2,
 			RenderTime: Durations{Count: 6, Seconds: 0.012}, LastWrite: now.Add(-time.Second),
 			MissingSince: now.Add(-90 * time.Second), Missing: []string{`service "db"`}}},
 	}
@@ -59,6 +59,7 @@ func TestCollectorValues(t *testing.T) {
 		{"autopilot_template_reloads_total", []string{dest}, 4},
 		{"autopilot_template_reload_failures_total", []string{dest}, 1},
 		{"autopilot_template_rollbacks_total", []string{dest}, 1},
+		{"autopilot_template_write_errors_total", []string{dest}, 3},
 		{"autopilot_template_runtime_applied_total", []string{dest}, 7},
 		{"autopilot_template_runtime_fallbacks_total", []string{dest}, 2},
 		{"autopilot_template_last_write_timestamp_seconds", []string{dest}, float64(now.Unix() - 1)},

@@ -19,6 +19,7 @@ func Templates(stats []render.Stats) []TemplateStatus {
 			Reloads:          uint64(s.Commands),
 			ReloadFailures:   uint64(s.ReloadFailures),
 			Rollbacks:        uint64(s.Rollbacks),
+			WriteErrors:      uint64(s.WriteErrors),
 			RuntimeApplied:   uint64(s.RuntimeApplied),
 			RuntimeFallbacks: uint64(s.RuntimeFallbacks),
 			RenderTime:       Durations{Count: uint64(s.Renders), Seconds: s.RenderTime.Seconds()},

@@ -182,6 +182,9 @@ type TemplateStatus struct {
 	Reloads        uint64 `json:"reloads"`
 	ReloadFailures uint64 `json:"reload_failures"`
 	Rollbacks      uint64 `json:"rollbacks"`
+	// WriteErrors are renders that could not be written (disk full,
+	// permission denied, read-only filesystem); each is retried.
+	WriteErrors uint64 `json:"write_errors"`
 	// RuntimeApplied are writes made live without a reload (HAProxy's
 	// runtime API); RuntimeFallbacks are runtime API failures that fell
 	// back to a reload.

@@ -2,11 +2,15 @@ package telemetry
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/autopilot/autopilot/supervisor/config"
 )
 
 // TestMetricsDocumented: the README's metrics table lists exactly the
@@ -120,5 +124,38 @@ func TestDashboardMetricsExist(t *testing.T) {
 		if !have[n] {
 			t.Errorf("the dashboard queries %s, which no scrape has", n)
 		}
+	}
+}
+
+// TestPromtoolLint runs Prometheus' own linter (`promtool check metrics`,
+// from Debian's prometheus package) on a scrape that has every metric,
+// user metrics included. It is skipped where promtool is not installed:
+// the text parser tests above do not depend on it.
+func TestPromtoolLint(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed (apt-get install prometheus)")
+	}
+	u, err := NewUserMetrics([]config.Metric{
+		{Namespace: "app", Name: "hits_total", Help: "hits", Type: config.Counter},
+		{Namespace: "app", Name: "conns", Help: "connections", Type: config.Gauge},
+		{Namespace: "app", Name: "latency_seconds", Help: "latency", Type: config.Histogram},
+		{Namespace: "app", Name: "size_bytes", Help: "sizes", Type: config.Summary},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Put("app_latency_seconds", 0.2)
+	snap := fullSnapshot(time.Now())
+	url := serve(t, SourceFunc(func() Snapshot { return snap }), u)
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = resp.Body
+	if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }

@@ -240,10 +240,7 @@ func (o *observer) Snapshot() telemetry.Snapshot {
 				h.Status = "unknown"
 			}
 			if v, ok := svcs[j.Name]; ok {
-				h.TTLUpdates = uint64(v.TTLUpdates)
-				if v.Registrations > 1 {
-					h.Reregistrations = uint64(v.Registrations - 1)
-				}
+				h.TTLUpdates, h.Reregistrations = uint64(v.TTLUpdates), uint64(v.Reregistrations)
 			}
 			js.Health = h
 		}

@@ -304,3 +304,37 @@ func TestFirstHealthyFast(t *testing.T) {
 		t.Errorf("passing %s after the app listened: the failed first check waited a whole interval", took)
 	}
 }
+
+// Issue 9: SIGTERM during a reload (one that waits for a changed job's
+// stopTimeout) is acted on once the reload is done: the run still shuts
+// down within the reload's bound plus the shutdown's, with the app's code.
+func TestSIGTERMDuringReload(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	rec, stubborn := filepath.Join(dir, "rec"), filepath.Join(dir, "stubborn")
+	path := filepath.Join(dir, "c.json5")
+	write := func(tag string) {
+		// The stubborn job ignores SIGTERM: replacing it takes its stopTimeout.
+		os.WriteFile(path, []byte(fmt.Sprintf(`{consul: '%s', jobs: [
+  {name: 'stubborn', exec: ['sh', '-c', 'trap "" TERM; echo %s 0 >> %s; while :; do sleep 0.1; done'], stopTimeout: '2s'},
+]}`, noConsul, tag, stubborn)), 0o644)
+	}
+	write("v1")
+	s := startSup(t, path, noConsul, nil, helper("app", rec)...)
+	waitEvent(t, rec, "start", 20*time.Second)
+	waitEvent(t, stubborn, "v1", 20*time.Second)
+	write("v2")
+	s.signal(syscall.SIGHUP)
+	s.logHas("reload: the job changed or is gone", 10*time.Second)
+	start := time.Now()
+	s.signal(syscall.SIGTERM)
+	if code := s.wait(30 * time.Second); code != 0 {
+		t.Errorf("exit code %d, want the app's 0", code)
+	}
+	took := time.Since(start)
+	t.Logf("exited %s after a SIGTERM sent during a reload", took)
+	// Reload: 2s (stubborn's stopTimeout); shutdown: the new stubborn's 2s.
+	if bound := 2*time.Second + 2*time.Second + 3*time.Second; took > bound {
+		t.Errorf("took %s, want at most %s", took, bound)
+	}
+}

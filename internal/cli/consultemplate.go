@@ -314,7 +314,7 @@ func (r *ctRun) build(ctx context.Context) (*render.Runner, func(), error) {
 			return nil, nil, err
 		}
 		if r.cfg.ExecEnabled() {
-			rc.Reload = func(context.Context) error { return r.child.templateChanged() }
+			rc.Reload = r.child.templateChanged
 		}
 		rcs = append(rcs, rc)
 	}
@@ -414,8 +414,7 @@ func (r *ctRun) run(ctx context.Context) int {
 			return stop(o.code)
 		case code := <-childExit:
 			r.log.Info().Int("code", code).Msg("child exited")
-			stopRunner()
-			return code
+			return stop(code) // stops a child a concurrent restart may have started
 		case <-ctx.Done():
 			return stop(ctExitInterrupt)
 		case s := <-sigs:

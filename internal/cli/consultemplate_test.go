@@ -170,3 +170,48 @@ func readFileT(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+// -exec without -exec-reload-signal: a changed file restarts the child (it
+// gets the kill signal first), as consul-template does; the child's own
+// exit then ends the run with its code.
+func TestConsulTemplateExecRestartAndExitCode(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	kv := agent.Client(t).KV()
+	if _, err := kv.Put(&api.KVPair{Key: "k", Value: []byte("one")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "k.ctmpl"), []byte("{{ key \"k\" }}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The child records each start and each SIGTERM; it exits 7 by itself
+	// once the file says "three".
+	child := `trap 'echo term >> terms; exit 0' TERM; cat out.txt >> starts; while :; do grep -q three out.txt && exit 7; sleep 0.05; done`
+	done := make(chan int, 1)
+	t.Chdir(dir)
+	go func() {
+		code, _, _ := runCT(t, context.Background(), "", "-consul-addr", agent.HTTPAddr, "-template", "k.ctmpl:out.txt",
+			"-exec", "sh -c \""+child+"\"", "-exec-kill-timeout", "5s")
+		done <- code
+	}()
+	read := func(name string) string { b, _ := os.ReadFile(filepath.Join(dir, name)); return string(b) }
+	testenv.Eventually(t, 15*time.Second, func() (bool, string) { return read("starts") == "one\n", "starts: " + read("starts") })
+	if _, err := kv.Put(&api.KVPair{Key: "k", Value: []byte("two")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 15*time.Second, func() (bool, string) {
+		return read("starts") == "one\ntwo\n" && read("terms") == "term\n", "starts: " + read("starts") + " terms: " + read("terms")
+	})
+	if _, err := kv.Put(&api.KVPair{Key: "k", Value: []byte("three")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		// "three" restarts the child once more; that child sees it and exits 7.
+		if code != 7 {
+			t.Errorf("exit %d, want the child's 7", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the run did not end with the child")
+	}
+}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -78,7 +79,10 @@ func (c *ctChild) start() error {
 		ours := c.cmd != cmd || c.stopped // replaced or stopped by us
 		c.mu.Unlock()
 		if !ours {
-			c.exited <- exitCodeOf(err)
+			select {
+			case c.exited <- exitCodeOf(err):
+			default: // the run already ends with an earlier exit
+			}
 		}
 	}()
 	return nil
@@ -99,7 +103,7 @@ func exitCodeOf(err error) int {
 }
 
 // templateChanged signals or restarts the running child.
-func (c *ctChild) templateChanged() error {
+func (c *ctChild) templateChanged(ctx context.Context) error {
 	c.mu.Lock()
 	running := c.cmd != nil && !c.stopped
 	c.mu.Unlock()
@@ -107,7 +111,13 @@ func (c *ctChild) templateChanged() error {
 		return nil // the first render: the child starts after it
 	}
 	if c.splay > 0 {
-		time.Sleep(rand.N(c.splay))
+		t := time.NewTimer(rand.N(c.splay))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
 	if c.reload != nil {
 		c.signal(*c.reload)

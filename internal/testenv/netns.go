@@ -79,6 +79,17 @@ func NewBridge(t testing.TB) *Bridge {
 	b := &Bridge{t: t, lock: lock, next: 1, logDir: t.TempDir()}
 	t.Cleanup(b.teardown)
 	removeNetnsLeftovers(t)
+	// Probe what a container needs, so that a machine (or an unprivileged
+	// container) that lacks it skips with the reason instead of failing.
+	probe := netnsPrefix + "-probe"
+	if out, err := ipCmd("netns", "add", probe); err != nil {
+		t.Skipf("cannot create a network namespace here (%v: %s): namespaces not permitted", err, out)
+	}
+	out, err := exec.Command("ip", "netns", "exec", probe, "unshare", "--pid", "--fork", "--mount-proc", "--uts", "true").CombinedOutput()
+	ipCmd("netns", "del", probe)
+	if err != nil {
+		t.Skipf("cannot create PID and UTS namespaces here (unshare: %v: %s): namespaces not permitted", err, strings.TrimSpace(string(out)))
+	}
 	if out, err := ipCmd("link", "add", netnsBridge, "type", "bridge"); err != nil {
 		t.Skipf("cannot create a bridge here (%v: %s): network namespaces not permitted", err, out)
 	}

@@ -92,6 +92,24 @@ func (m *textMap) Map(off int64) (int64, string) {
 	return s.src + s.n, "in text a template action rendered, at the action"
 }
 
+// emptyActionAt reports whether the rendered offset off directly follows a
+// template action or ${VAR} that rendered nothing: the likely cause of a
+// syntax error there ("port: {{ .PORT }}," with PORT unset).
+func (m *textMap) emptyActionAt(off int64) bool {
+	if m == nil {
+		return false
+	}
+	i := sort.Search(len(m.segs), func(i int) bool { return m.segs[i].out >= off })
+	if i == 0 || i >= len(m.segs) || m.segs[i].out != off {
+		return false
+	}
+	p := m.segs[i-1]
+	if p.expansion {
+		return p.out == off
+	}
+	return p.out+p.n == off && p.src+p.n < m.segs[i].src
+}
+
 // Marker bytes framing "OFFSET:LEN:KIND" in the marked output. NUL cannot
 // occur in environment values, and the raw text is refused if it has one.
 const (

@@ -117,6 +117,9 @@ func parseConfig(src []byte, name, dir string, env func(string) (string, bool)) 
 		if errors.As(err, &se) {
 			off, note := tmap.Map(se.Offset)
 			msg := se.Msg
+			if note == "" && tmap.emptyActionAt(se.Offset) {
+				note = "just after a template action or ${VAR} that rendered nothing: is a variable not set?"
+			}
 			if note != "" {
 				msg += " (" + note + ")"
 			}

@@ -321,6 +321,7 @@ func TestPositionsInRawText(t *testing.T) {
 		{"after a long action", "{\"consul\": \"{{ .LONG }}:1\", \"x\": 1}", "t:1:29: x: unknown field"},
 		{"inside a loop body", "{\"jobs\": [{{ range $i := loop 0 2 }}{{ if $i }},{{ end }}\n  {\"name\": \"j{{ $i }}\", \"exec\": \"x\", \"bad\": 1}{{ end }}]}", "t:2:38: jobs[0].bad: unknown field"},
 		{"in an action's output", "{\"stopTimeout\": \"{{ .LONG }}\"}", "t:1:17: stopTimeout: want seconds or a duration"},
+		{"after an empty action", "{\n  jobs: [{name: 'a', exec: 'x', port: {{ .NOPE }}, }]\n}", "t:2:50: JSON5 syntax: unexpected ',', want a value (just after a template action or ${VAR} that rendered nothing: is a variable not set?)"},
 		{"json5 after comments", "// one\n/* two\nthree */ {\n  jobs: [{name: 'a', exec: 'x', when: {once: 'nope'}}]}", "t:4:46: jobs[0].when.once: unknown event \"nope\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

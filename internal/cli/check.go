@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/autopilot/autopilot/internal/telemetry"
 	"github.com/autopilot/autopilot/render"
 	"github.com/autopilot/autopilot/supervisor/config"
 )
@@ -71,6 +72,13 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := render.CheckDestinations(dests); err != nil {
 		fmt.Fprintf(stderr, "autopilot check: %s: %v\n", cfg.Name, err)
 		return exitUsage
+	}
+	// The user's metrics: names the telemetry endpoint refuses at start.
+	if cfg.Telemetry != nil {
+		if _, err := telemetry.NewUserMetrics(cfg.Telemetry.Metrics); err != nil {
+			fmt.Fprintf(stderr, "autopilot check: %s: %v\n", cfg.Name, err)
+			return exitUsage
+		}
 	}
 	if *explain {
 		if err := cfg.Explain(stdout); err != nil {

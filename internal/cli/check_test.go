@@ -43,6 +43,8 @@ func TestCheckCommand(t *testing.T) {
 		{"cycle", []string{"-config", write("cy.json5", "{jobs: [\n {name: 'a', exec: 'x', when: {source: 'a', once: 'exitSuccess'}}]}")}, "cy.json5:2:40: jobs[0].when.source: job \"a\" waits for its own exitSuccess", exitUsage},
 		{"bad config template", []string{"-config", write("bct.json", "{\n\"consul\": \"{{ .X \"\n}")}, "bct.json:2: template:", exitUsage},
 		{"v3 command clash", []string{"-config", write("clash.json5", `{jobs: [{name: 'main', exec: 'x'}]}`), "--", "app"}, `config has a job of that name`, exitUsage},
+		{"reserved metric name", []string{"-config", write("rm.json5", `{telemetry: {port: 9090, metrics: [{name: 'autopilot_x', type: 'counter'}]}, jobs: [{name: 'a', exec: 'true'}]}`)},
+			`telemetry.metrics[0]: name "autopilot_x": the autopilot_ prefix is reserved`, exitUsage},
 		{"no config", []string{}, "-config FILE is required", exitUsage},
 	}
 	for _, tt := range tests {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -85,7 +86,7 @@ func (r *Reloader) Procs(ctx context.Context) (Procs, error) {
 // cannot be read (then it does not reload blind: the caller's fallback,
 // such as rolling the file back, should see that it failed).
 func (r *Reloader) Reload(ctx context.Context) error {
-	before, err := r.Procs(ctx)
+	before, err := r.procsSettled(ctx)
 	if err != nil {
 		return fmt.Errorf("reload: reading the master's state first: %w", err)
 	}
@@ -109,6 +110,24 @@ func (r *Reloader) Reload(ctx context.Context) error {
 		r.retries.Add(1)
 		r.opts.Log.Warn().Dur("waited", r.opts.Confirm).Int("reloads", now.Reloads).Int("attempt", attempt).
 			Msg("haproxy did not reload (signal missed?); triggering again")
+	}
+}
+
+// procsSettled reads `show proc`, waiting up to Confirm while the master
+// does not answer because it is re-executing itself (a reload someone else
+// started). A missing socket fails at once: HAProxy is not running.
+func (r *Reloader) procsSettled(ctx context.Context) (Procs, error) {
+	deadline := time.Now().Add(r.opts.Confirm)
+	for {
+		p, err := r.Procs(ctx)
+		if err == nil || errors.Is(err, syscall.ENOENT) || time.Now().After(deadline) {
+			return p, err
+		}
+		select {
+		case <-ctx.Done():
+			return Procs{}, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 

@@ -25,11 +25,10 @@ func (t *Template) consulFuncs() template.FuncMap {
 			if err != nil {
 				return nil, err
 			}
-			v, ok := t.recall(q)
-			if !ok {
-				return []*dep.HealthService{}, nil
+			s, ok, err := recallAs[[]*dep.HealthService](t, q)
+			if err != nil || !ok {
+				return []*dep.HealthService{}, err
 			}
-			s := v.([]*dep.HealthService)
 			if n := t.opts.MinInstances; n > 0 && len(s) < n {
 				t.pass.miss(q, fmt.Sprintf("%d of at least %d instances (minInstances)", len(s), n))
 			}
@@ -40,11 +39,11 @@ func (t *Template) consulFuncs() template.FuncMap {
 			if err != nil {
 				return nil, err
 			}
-			v, ok := t.recall(q)
-			if !ok {
-				return []*dep.CatalogSnippet{}, nil
+			s, ok, err := recallAs[[]*dep.CatalogSnippet](t, q)
+			if err != nil || !ok {
+				return []*dep.CatalogSnippet{}, err
 			}
-			return v.([]*dep.CatalogSnippet), nil
+			return s, nil
 		},
 		"key": func(s string) (string, error) {
 			if s == "" {
@@ -91,22 +90,19 @@ func (t *Template) consulFuncs() template.FuncMap {
 			if err != nil {
 				return nil, err
 			}
-			v, ok := t.recall(q)
-			if !ok {
-				return nil, nil
-			}
-			return v.(*dep.CatalogNode), nil
+			n, _, err := recallAs[*dep.CatalogNode](t, q)
+			return n, err
 		},
 		"nodes": func(args ...string) ([]*dep.Node, error) {
 			q, err := dep.ParseDC(dep.KindCatalogNodes, strings.Join(args, ""))
 			if err != nil {
 				return nil, err
 			}
-			v, ok := t.recall(q)
-			if !ok {
-				return []*dep.Node{}, nil
+			ns, ok, err := recallAs[[]*dep.Node](t, q)
+			if err != nil || !ok {
+				return []*dep.Node{}, err
 			}
-			return v.([]*dep.Node), nil
+			return ns, nil
 		},
 	}
 }
@@ -118,12 +114,19 @@ func (t *Template) key(s string) (kp *dep.KeyPair, ok bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
+	return recallAs[*dep.KeyPair](t, q)
+}
+
+// recallAs is recall with the value typed as q's kind defines it (dep's
+// kind table): a value of another type is an error naming both, not a panic.
+func recallAs[T any](t *Template, q dep.Query) (T, bool, error) {
 	v, ok := t.recall(q)
 	if !ok {
-		return nil, false, nil
+		var zero T
+		return zero, false, nil
 	}
-	kp, _ = v.(*dep.KeyPair)
-	return kp, true, nil
+	x, err := dep.As[T](q, v)
+	return x, err == nil, err
 }
 
 // list builds ls (top-level keys only) and tree (every key but folders);
@@ -138,11 +141,10 @@ func (t *Template) list(recursive, safe bool) func(string) ([]*dep.KeyPair, erro
 		if err != nil {
 			return nil, err
 		}
-		v, ok := t.recall(q)
-		if !ok {
-			return []*dep.KeyPair{}, nil
+		all, ok, err := recallAs[[]*dep.KeyPair](t, q)
+		if err != nil || !ok {
+			return []*dep.KeyPair{}, err
 		}
-		all := v.([]*dep.KeyPair)
 		out := make([]*dep.KeyPair, 0, len(all))
 		for _, p := range all {
 			switch {

@@ -632,6 +632,28 @@ func TestMissedReloadIsRetried(t *testing.T) {
 	if r.Retries() != 1 || calls.Load() != 2 || after.Reloads != before.Reloads+1 || fmt.Sprint(after.Workers) == fmt.Sprint(before.Workers) {
 		t.Fatalf("retries %d, triggers %d, procs %+v -> %+v: want one retry and one reload", r.Retries(), calls.Load(), before, after)
 	}
+	// A reload triggered while the master may be re-executing itself for
+	// another one: whether or not HAProxy misses our signal, Reload returns
+	// nil only once a reload that began after its first look has happened.
+	if err := syscall.Kill(h.PID(), syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	sig := haproxy.NewReloader(haproxy.ReloaderOptions{Master: h.MasterSocket, Confirm: time.Second,
+		Trigger: func(context.Context) error { return syscall.Kill(h.PID(), syscall.SIGUSR2) }})
+	if err := sig.Reload(context.Background()); err != nil {
+		t.Fatalf("reload during a reload: %v", err)
+	}
+	during, err := r.Procs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two signals may make one reload (the second arrived while the master
+	// was still processing the first, and that reload read the file after
+	// Reload's first look at the master): at least one, never none.
+	if during.Reloads < after.Reloads+1 {
+		t.Fatalf("the master counts %d reloads, want at least %d", during.Reloads, after.Reloads+1)
+	}
+	t.Logf("reload during a reload: %d retries", sig.Retries())
 	// The master CLI's own reload command, as the default trigger.
 	m := haproxy.NewReloader(haproxy.ReloaderOptions{Master: h.MasterSocket})
 	if err := m.Reload(context.Background()); err != nil {

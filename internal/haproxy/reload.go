@@ -42,6 +42,12 @@ type ReloaderOptions struct {
 // reads the master's `show proc` before and after: a reload took effect when
 // the master's reload counter moved and a worker not seen before runs. If
 // the counter did not move within Confirm, the reload is triggered again.
+//
+// The count is trustworthy because the master answers the CLI only from
+// its event loop, never while it re-executes itself: the count read before
+// triggering (after the new file is in place) already includes any reload
+// in progress, so a higher count later means a reload that started after
+// it, and read the new file.
 type Reloader struct {
 	opts    ReloaderOptions
 	master  Client

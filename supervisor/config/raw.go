@@ -46,7 +46,7 @@ type rawV2 struct {
 	OnStart       command         `json:"onStart"`
 	PreStop       command         `json:"preStop"`
 	PostStop      command         `json:"postStop"`
-	StopTimeout   duration        `json:"stopTimeout"`
+	StopTimeout   stopDuration    `json:"stopTimeout"`
 	RenderTimeout duration        `json:"renderTimeout"`
 	Services      []rawService    `json:"services"`
 	Backends      []rawBackend    `json:"backends"`

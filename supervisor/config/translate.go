@@ -41,7 +41,7 @@ func (t *translator) addJob(path string, j Job) {
 func commandOf(argv []string) proc.Command { return proc.Command{Argv: slices.Clone(argv)} }
 
 // common translates the fields every dialect has.
-func (t *translator) common(consul consulField, l rawLogging, stop, renderTO duration, tmpls []rawTemplate) error {
+func (t *translator) common(consul consulField, l rawLogging, stop stopDuration, renderTO duration, tmpls []rawTemplate) error {
 	c := t.c
 	c.Consul = consul.Address
 	c.ConsulClient = consul.Client
@@ -53,19 +53,14 @@ func (t *translator) common(consul consulField, l rawLogging, stop, renderTO dur
 	}
 	c.StopTimeout = DefaultStopTimeout
 	switch {
-	case stop.neg && c.Dialect != ContainerPilot3:
+	case stop.neg:
 		// ContainerPilot 2's -1 kills the app at once; the model has no
 		// zero (it means the default), so the least time stands for it.
 		c.StopTimeout = time.Millisecond
-	case stop.neg:
-		return t.errAt("stopTimeout", "negative duration -1")
 	case stop.set && stop.d > 0:
 		c.StopTimeout = stop.d
 	}
 	c.RenderTimeout = DefaultRenderTimeout
-	if renderTO.neg {
-		return t.errAt("renderTimeout", "negative duration -1")
-	}
 	if renderTO.set && renderTO.d > 0 {
 		c.RenderTimeout = renderTO.d
 	}
@@ -166,9 +161,6 @@ func (t *translator) template(p string, r rawTemplate) error {
 		CheckTimeout: DefaultCheckTimeout,
 	}
 	tm.ReloadSignal = sysSignal(r.ReloadSignal)
-	if r.CheckTimeout.neg {
-		return t.errAt(p+".checkTimeout", "negative duration -1")
-	}
 	if r.CheckTimeout.set {
 		if r.CheckTimeout.d < time.Millisecond {
 			return t.errAt(p+".checkTimeout", "must be at least 1ms")
@@ -206,8 +198,6 @@ func (t *translator) template(p string, r rawTemplate) error {
 		switch {
 		case h.Runtime == "" && h.Master == "":
 			return t.errAt(p+".haproxy", "want runtime (the stats socket), master (the master CLI socket) or both")
-		case h.Drain.neg:
-			return t.errAt(p+".haproxy.drain", "negative duration -1")
 		case h.Drain.set && h.Drain.d < time.Millisecond:
 			return t.errAt(p+".haproxy.drain", "must be at least 1ms")
 		}
@@ -302,7 +292,7 @@ func (t *translator) v2(r *rawV2) error {
 		if tk.Command.IsZero() {
 			return t.errAt(p+".command", "required")
 		}
-		if !tk.Frequency.set || tk.Frequency.neg {
+		if !tk.Frequency.set {
 			return t.errAt(p+".frequency", "required, the time between two runs")
 		}
 		j := Job{Name: tk.Name, Exec: tk.Command, When: When{Interval: tk.Frequency.d}, Timeout: tk.Frequency.d}
@@ -404,7 +394,7 @@ func (t *translator) v2Telemetry(r *rawTelemetryV2) error {
 		if s.Check.IsZero() {
 			return t.errAt(p+".check", "required, the command whose output is the metric's value")
 		}
-		if !s.Poll.set || s.Poll.neg {
+		if !s.Poll.set {
 			return t.errAt(p+".poll", "required, the time between two runs of check")
 		}
 		t.c.Telemetry.Metrics = append(t.c.Telemetry.Metrics, m)
@@ -448,7 +438,7 @@ func parseEvent(s string) (Event, error) {
 
 // v3 translates ContainerPilot 3 one to one.
 func (t *translator) v3(r *rawV3) error {
-	if err := t.common(r.Consul, r.Logging, r.StopTimeout, r.RenderTimeout, r.Templates); err != nil {
+	if err := t.common(r.Consul, r.Logging, stopDuration{duration: r.StopTimeout}, r.RenderTimeout, r.Templates); err != nil {
 		return err
 	}
 	c := t.c
@@ -506,9 +496,6 @@ func (t *translator) v3Job(p string, r rawJob) error {
 		}
 		j.When = w
 	}
-	if r.Timeout.neg {
-		return t.errAt(p+".timeout", "negative duration -1")
-	}
 	if r.Timeout.set {
 		if r.Timeout.d < time.Millisecond {
 			return t.errAt(p+".timeout", "must be at least 1ms")
@@ -516,9 +503,6 @@ func (t *translator) v3Job(p string, r rawJob) error {
 		j.Timeout = r.Timeout.d
 	} else if j.When.Interval > 0 {
 		j.Timeout = j.When.Interval // ContainerPilot's default for periodic jobs
-	}
-	if r.StopTimeout.neg {
-		return t.errAt(p+".stopTimeout", "negative duration -1")
 	}
 	j.StopTimeout = r.StopTimeout.d
 	if r.Restarts != nil {

@@ -69,7 +69,6 @@ func ParseDuration(s string) (time.Duration, error) {
 type duration struct {
 	d   time.Duration
 	set bool
-	neg bool // ContainerPilot 2's stopTimeout: -1 (kill at once)
 }
 
 func (d *duration) UnmarshalJSON(b []byte) error {
@@ -81,11 +80,8 @@ func (d *duration) UnmarshalJSON(b []byte) error {
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
 		}
-	} else if b[0] == '-' && s == "-1" {
-		*d = duration{set: true, neg: true}
-		return nil
 	} else if b[0] != '-' && (b[0] < '0' || b[0] > '9') {
-		return fmt.Errorf("want seconds or a duration like \"1.5s\", got %s", b)
+		return fmt.Errorf("want seconds or a duration like \"1.5s\", got %s", kindOf(b))
 	}
 	v, err := ParseDuration(s)
 	if err != nil {
@@ -93,6 +89,21 @@ func (d *duration) UnmarshalJSON(b []byte) error {
 	}
 	*d = duration{d: v, set: true}
 	return nil
+}
+
+// stopDuration is ContainerPilot 2's stopTimeout: a duration, or -1 for
+// "kill at once".
+type stopDuration struct {
+	duration
+	neg bool
+}
+
+func (d *stopDuration) UnmarshalJSON(b []byte) error {
+	if string(b) == "-1" {
+		*d = stopDuration{duration: duration{set: true}, neg: true}
+		return nil
+	}
+	return d.duration.UnmarshalJSON(b)
 }
 
 // ParseRestarts parses a restart policy: "never", "unlimited", or a whole

@@ -174,11 +174,22 @@ func interpolate(src []byte, name string, env func(string) (string, bool)) ([]by
 				for _, id := range n.Ident[1:] {
 					data[id] = ""
 				}
+			case *parse.StringNode:
+				// The data holds only the variables the template names
+				// (env gives a lookup, not a list): string literals are
+				// candidates too, for {{ index . "X" }}.
+				if envRef.MatchString("${"+n.Text+"}") && len(n.Text) < 256 {
+					data[n.Text] = ""
+				}
 			}
 		})
 	}
 	for k := range data {
-		data[k], _ = env(k)
+		if v, ok := env(k); ok {
+			data[k] = v
+		} else {
+			delete(data, k)
+		}
 	}
 	data["Path"] = pathPlaceholder
 	var out limitedBuffer

@@ -150,6 +150,7 @@ func TestInterpolation(t *testing.T) {
 		{`nginx -t -c {{.Path}} {{ .Path }} {{.Path }}`, "nginx -t -c {{.Path}} {{.Path}} {{.Path}}"},
 		{`${PORT} ${NOPE:-d} ${EMPTY:-e} ${NOPE} $PORT`, "8080 d e ${NOPE} $PORT"},
 		{`{{ if .NOPE }}x{{ else }}y{{ end }}`, "y"},
+		{`{{ index . "PORT" }}`, "8080"},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			got, err := Render([]byte(tc.in), "t", env)

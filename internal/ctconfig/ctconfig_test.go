@@ -195,6 +195,8 @@ func TestParseHCL(t *testing.T) {
 		t.Errorf("template 2 %+v wait %+v", t2, t2.Wait)
 	case t1.At != "full.hcl:37:1":
 		t.Errorf("template 1 at %q", t1.At)
+	case len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "full.hcl:11:3: consul.retry is not used"):
+		t.Errorf("warnings %q", c.Warnings)
 	}
 	// The same config as JSON (consul-template reads both).
 	js := `{"consul": {"address": "a:1"}, "template": [{"source": "s", "destination": "d", "perms": "0644"}, {"contents": "x", "destination": "e"}]}`

@@ -193,7 +193,7 @@ func (p *parser) top(c *Config, root *ast.ObjectList) error {
 				c.Consul.Address = &s
 				return nil
 			}
-			return p.consul(&c.Consul, it)
+			return p.consul(c, it)
 		case "template":
 			t, err := p.template(it)
 			if err != nil {
@@ -253,7 +253,8 @@ func (p *parser) top(c *Config, root *ast.ObjectList) error {
 	})
 }
 
-func (p *parser) consul(c *Consul, it *ast.ObjectItem) error {
+func (p *parser) consul(cfg *Config, it *ast.ObjectItem) error {
+	c := &cfg.Consul
 	obj, err := p.object(it, "consul")
 	if err != nil {
 		return err
@@ -276,9 +277,11 @@ func (p *parser) consul(c *Consul, it *ast.ObjectItem) error {
 		case "auth":
 			return p.errf(it, path, "basic auth is not supported; put the credentials in CONSUL_HTTP_AUTH")
 		case "retry", "transport":
-			// Accepted for compatibility, validated as plain values; autopilot
-			// uses its own retry (forever, jittered 250ms..10s) and deadlines.
-			_, err = p.object(it, path)
+			// Accepted for compatibility and logged: autopilot uses its own
+			// retry (forever, jittered 250ms..10s) and deadlines.
+			if _, err = p.object(it, path); err == nil {
+				cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("%s: %s is not used: autopilot retries Consul forever (jittered backoff 250ms..10s) with its own deadlines", p.at(it), path))
+			}
 		}
 		return err
 	})

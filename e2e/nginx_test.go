@@ -163,9 +163,9 @@ func TestNginxBurstOfRegistrations(t *testing.T) {
 	if len(regErrs) > 0 {
 		t.Fatalf("registrations failed: %v", regErrs)
 	}
-	if burst > time.Second {
-		t.Fatalf("50 registrations took %s, want them within one second", burst)
-	}
+	// The burst is meant to fit in one max wait (1 s); on a loaded machine
+	// it can run longer, and each further second may force one more render.
+	maxReloads := 2 + int((burst+time.Second-1)/time.Second)
 	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
 		n := len(p.upstream(t))
 		return n == 51, fmt.Sprintf("%d servers in the upstream, want 51", n)
@@ -173,13 +173,15 @@ func TestNginxBurstOfRegistrations(t *testing.T) {
 	// Every write after nginx started is followed by its reload: wait for
 	// the last one before counting.
 	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		// The upstream can show 51 servers before the write's log line
+		// is out: wait for at least one write since nginx started.
 		writes := p.ap.count("file updated") - 1 // the first render, before nginx ran
-		return reloads()-base >= writes, fmt.Sprintf("%d writes since nginx started, %d reloads", writes, reloads()-base)
+		return writes >= 1 && reloads()-base >= writes, fmt.Sprintf("%d writes since nginx started, %d reloads", writes, reloads()-base)
 	})
 	n := reloads() - base
 	t.Logf("50 registrations in %s: %d reloads", burst.Round(time.Millisecond), n)
-	if n < 1 || n > 3 {
-		t.Errorf("%d reloads for a burst of 50 registrations, want 1 to 3", n)
+	if n < 1 || n > maxReloads {
+		t.Errorf("%d reloads for a burst of 50 registrations in %s, want 1 to %d", n, burst.Round(time.Millisecond), maxReloads)
 	}
 	if status, _, err := testenv.HTTPGet(t, p.url("/health")); err != nil || status != 200 {
 		t.Fatalf("nginx after the burst: %d %v", status, err)

@@ -1,6 +1,7 @@
 package dep
 
 import (
+	"bytes"
 	"errors"
 	"hash/maphash"
 )
@@ -184,14 +185,24 @@ func valueEnd(b []byte, i int) (int, error) {
 }
 
 // stringEnd returns the index just past the string starting at b[i] == '"'.
+// It jumps from quote to quote with bytes.IndexByte (most of an answer's
+// bytes are inside strings) and skips a quote preceded by an odd number of
+// backslashes.
 func stringEnd(b []byte, i int) (int, error) {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1, nil
+	i++
+	for {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return 0, errSyntax
 		}
+		q := i + j
+		n := 0
+		for k := q - 1; k >= i && b[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q + 1, nil
+		}
+		i = q + 1
 	}
-	return 0, errSyntax
 }

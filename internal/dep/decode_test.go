@@ -270,3 +270,46 @@ func js(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// BenchmarkDecoder is the decoder's cost for one changed instance among n,
+// next to a whole decode: splitting, hashing and decoding the change.
+func BenchmarkDecoder(b *testing.B) {
+	q, _ := ParseService("web")
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{1000, 10000} {
+		es := make([]*api.ServiceEntry, n)
+		for i := range es {
+			es[i] = randEntry(r, i)
+		}
+		b0, _ := json.Marshal(es)
+		es[n/2] = randEntry(r, n/2)
+		b1, _ := json.Marshal(es)
+		b.Run(fmt.Sprintf("instances=%d/split", n), func(b *testing.B) {
+			b.SetBytes(int64(len(b0)))
+			for b.Loop() {
+				if err := splitArray(b0, func([]byte) error { return nil }); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("instances=%d/incremental", n), func(b *testing.B) {
+			d := NewDecoder(q)
+			if _, err := d.Decode(b0); err != nil { // the first answer decodes everything
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(b0)))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				body := b0
+				if i%2 == 1 {
+					body = b1
+				}
+				if _, err := d.Decode(body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

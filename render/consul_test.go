@@ -132,3 +132,46 @@ func TestStockTemplatesPassRealChecks(t *testing.T) {
 		t.Fatalf("haproxy -c rejected the stock template's output: %v\n%s\n%s", err, out, readFile(t, haproxyCfg))
 	}
 }
+
+// TestOneExecutionPerChange: against a real agent, each single change to a
+// watched service executes the template once and writes once: no second
+// pass for the same data (re-subscribing, comparing, the watcher's own
+// retries), which at 10,000 instances would double the cost of a change.
+func TestOneExecutionPerChange(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	c := agent.Client(t)
+	tmpl := writeTemp(t, "up.ctmpl", `{{ range service "web" }}{{ .ID }} {{ .Address }}:{{ .Port }}
+{{ end }}`)
+	dest := filepath.Join(t.TempDir(), "up.conf")
+	registerTTL(t, c, "web-0", "web", "127.0.0.1", 8000, api.HealthPassing)
+	r := liveRunner(t, agent.HTTPAddr, Config{Source: tmpl, Destination: dest})
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		got := readFile(t, dest)
+		return strings.Contains(got, "web-0 "), got
+	})
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) { return r.Stats()[0].Writes == 1, "first write not counted yet" })
+	base := r.Stats()[0]
+	const changes = 6
+	for i := 1; i <= changes; i++ {
+		id := fmt.Sprintf("web-%d", i)
+		// One catalog write: service and its passing check in one index.
+		if _, err := c.Catalog().Register(&api.CatalogRegistration{Node: "node-" + id, Address: "127.0.0.1",
+			Service: &api.AgentService{ID: id, Service: "web", Port: 8000 + i},
+			Check: &api.AgentCheck{Node: "node-" + id, CheckID: "service:" + id, Name: "web", Status: api.HealthPassing, ServiceID: id}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+			got := readFile(t, dest)
+			return strings.Contains(got, id+" "), got
+		})
+	}
+	// The file is visible a moment before the runner counts the write.
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		w := r.Stats()[0].Writes - base.Writes
+		return w >= changes, fmt.Sprintf("%d writes counted", w)
+	})
+	s := r.Stats()[0]
+	if renders, writes := s.Renders-base.Renders, s.Writes-base.Writes; renders != changes || writes != changes {
+		t.Fatalf("%d changes gave %d executions and %d writes, want %d of each", changes, renders, writes, changes)
+	}
+}

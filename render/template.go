@@ -263,6 +263,9 @@ func positionError(name, text string, err error) error {
 			}
 			return &PositionError{File: name, Line: ln, Col: col, Msg: detail, Err: err}
 		}
+		if near := nearestFunc(m[1]); near != "" {
+			detail += fmt.Sprintf(" (did you mean %s?)", near)
+		}
 	}
 	if strings.Contains(detail, "unexpected EOF") || strings.Contains(detail, "unexpected {{end}}") {
 		if oln, ocol, what, ok := unclosedBlock(text); ok {
@@ -312,6 +315,47 @@ func unclosedBlock(text string) (line, col int, what string, ok bool) {
 		what = what[:40] + "..."
 	}
 	return line, col, what, true
+}
+
+// nearestFunc is the known function closest to a misspelt name (at most
+// two edits away, and fewer than the name's length), or "".
+func nearestFunc(name string) string {
+	best, bestD := "", 3
+	consider := func(n string) {
+		if d := editDistance(strings.ToLower(name), strings.ToLower(n)); d < bestD && d < len(name) {
+			best, bestD = n, d
+		} else if d == bestD && d < len(name) && n < best {
+			best = n
+		}
+	}
+	for _, n := range consulNames {
+		consider(n)
+	}
+	for n := range consulTemplateHelpers() {
+		consider(n)
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 var undefinedFunc = regexp.MustCompile(`^function "([^"]+)" not defined$`)

@@ -13,7 +13,9 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		name, text, want string
 	}{
 		{"unclosed action", "line one\nupstream {{ range service \"web\" }\n", "web.ctmpl:2:"},
-		{"unknown function", "a\nb {{ servce \"web\" }}\n", `web.ctmpl:2:6: function "servce" not defined`},
+		{"unknown function", "a\nb {{ servce \"web\" }}\n", `web.ctmpl:2:6: function "servce" not defined (did you mean service?)`},
+		{"unknown function, case", "{{ tojson . }}", `function "tojson" not defined (did you mean toJSON?)`},
+		{"unknown function, nothing near", "{{ frobnicate . }}", `function "frobnicate" not defined`},
 		{"missing end", "{{ if true }}\n", "web.ctmpl:1:1: {{ if true }} opened here is never closed"},
 		{"missing end names the inner block", "{{ if true }}\n{{ range loop 3 }}\n{{ with 1 }}{{ end }}\n{{ end }}\n{{ range loop 2 }}x", "web.ctmpl:5:1: {{ range loop 2 }} opened here"},
 	}

@@ -57,7 +57,7 @@ func run() (code int) {
 		cfg       = config{log: os.Stderr}
 		scale     = flag.String("scale", "1000,3000,10000", "scenario 2: instance counts of the one service")
 		templates = flag.String("templates", "10,100", "scenario 3: template counts")
-		only      = flag.String("only", "1,2,3,4,5,6,7", "scenarios to run")
+		only      = flag.String("only", "1,2,3,4,5,6,7,8", "scenarios to run")
 		quick     = flag.Bool("quick", false, "smoke run of about a minute: small scales, short steady state")
 		apBin     = flag.String("autopilot", "bin/autopilot", "autopilot binary")
 		build     = flag.Bool("build", true, "run `make build` first")
@@ -75,7 +75,7 @@ func run() (code int) {
 	flag.DurationVar(&cfg.steady, "steady", 60*time.Second, "scenario 3: steady-state duration per template count")
 	flag.IntVar(&cfg.burst, "burst", 50, "scenario 4: changes in the 1 s burst")
 	flag.IntVar(&cfg.burstRounds, "burst-rounds", 3, "scenario 4: bursts of registrations (and as many of deregistrations)")
-	flag.IntVar(&cfg.starts, "starts", 10, "scenario 5: starts measured")
+	flag.IntVar(&cfg.starts, "starts", 10, "scenarios 5 and 8: starts measured")
 	flag.DurationVar(&cfg.idle, "idle", 30*time.Second, "scenarios 5 and 6: idle measurement window")
 	flag.Parse()
 	if *quick {
@@ -155,7 +155,7 @@ func run() (code int) {
 	scenarios := []struct {
 		n   int
 		run func(config) (*table, error)
-	}{{1, e.propagation}, {2, nil}, {3, e.load}, {4, e.burst}, {5, e.supervisor}, {6, e.telemetry}, {7, e.fleet}}
+	}{{1, e.propagation}, {2, nil}, {3, e.load}, {4, e.burst}, {5, e.supervisor}, {6, e.telemetry}, {7, e.fleet}, {8, e.launch}}
 	var points []point
 	failed := false
 	for _, s := range scenarios {

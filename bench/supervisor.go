@@ -18,6 +18,7 @@ const helperEnv = "AUTOPILOT_BENCH_APP_STAMP"
 
 func runHelperApp(stamp string) {
 	now := time.Now().UnixNano()
+	becomeReady()
 	if err := os.WriteFile(stamp, []byte(strconv.FormatInt(now, 10)), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -353,6 +353,10 @@ func TestObserveAndSteer(t *testing.T) {
 		t.Errorf("app_hits after refused commands = %v, want 3", v)
 	}
 
+	if v := o.scrape().value("autopilot_control_requests_total", "path=/v3/metric", "code=422"); v != 1 {
+		t.Errorf("control requests /v3/metric 422 = %v, want 1 (the unknown metric)", v)
+	}
+
 	// Under the name containerpilot, the same binary is ContainerPilot.
 	cp := filepath.Join(dir, "containerpilot")
 	if err := os.Symlink(autopilotBin, cp); err != nil {

@@ -246,6 +246,12 @@ func (o *observer) Snapshot() telemetry.Snapshot {
 		}
 		s.Jobs = append(s.Jobs, js)
 	}
+	if o.ctl != nil {
+		s.Control.Socket = o.ctl.Path()
+		for _, r := range o.ctl.Requests() {
+			s.Control.Requests = append(s.Control.Requests, telemetry.ControlRequestCount{Path: r.Path, Code: r.Code, Count: r.Count})
+		}
+	}
 	s.Watches = telemetry.Watches(o.sup.Watches())
 	stats := make([]telemetry.TemplateStatus, 0, len(st.Templates))
 	for _, t := range st.Templates {

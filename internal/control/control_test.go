@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -320,5 +321,35 @@ func TestClientErrors(t *testing.T) {
 	ln.Close()
 	if err := NewClient(stale).Ping(ctx); err == nil || !strings.Contains(err.Error(), "nobody is listening") {
 		t.Errorf("stale socket: %v", err)
+	}
+}
+
+// TestRequestCounts: requests are counted by endpoint path and status code,
+// unknown paths under "other" so that the counters stay bounded.
+func TestRequestCounts(t *testing.T) {
+	um, _ := telemetry.NewUserMetrics([]config.Metric{{Namespace: "app", Name: "hits", Type: config.Counter}})
+	path := filepath.Join(shortDir(t), "cp.socket")
+	s, err := Listen(path, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx, &fakeController{metrics: um}); close(done) }()
+	defer func() { cancel(); <-done }()
+	c := NewClient(path)
+	c.Ping(context.Background())
+	c.PutMetric(context.Background(), map[string]string{"app_hits": "1"})
+	c.PutMetric(context.Background(), map[string]string{"nope": "1"})
+	hc := &http.Client{Transport: &http.Transport{Dial: func(_, _ string) (net.Conn, error) { return net.Dial("unix", path) }}}
+	for _, p := range []string{"/x", "/y/z"} {
+		if resp, err := hc.Get("http://control" + p); err == nil {
+			resp.Body.Close()
+		}
+	}
+	got := fmt.Sprint(s.Requests())
+	want := "[{/v3/metric 200 1} {/v3/metric 422 1} {/v3/ping 200 1} {other 404 2}]"
+	if got != want {
+		t.Errorf("requests %s, want %s", got, want)
 	}
 }

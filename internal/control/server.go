@@ -36,6 +36,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -73,6 +74,69 @@ type Server struct {
 	ln   *net.UnixListener
 	ino  uint64 // the socket file's inode, so Close removes only our own
 	log  zerolog.Logger
+
+	mu     sync.Mutex
+	counts map[RequestCount]uint64 // keyed with Count 0
+}
+
+// RequestCount is how many requests to one endpoint got one status code,
+// as ContainerPilot 3 counted them (containerpilot_control_http_requests).
+type RequestCount struct {
+	Path  string // an endpoint's path, or "other"
+	Code  int
+	Count uint64
+}
+
+// Requests returns the request counters, sorted by path and code.
+func (s *Server) Requests() []RequestCount {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]RequestCount, 0, len(s.counts))
+	for k, n := range s.counts {
+		k.Count = n
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Path != out[j].Path {
+			return out[i].Path < out[j].Path
+		}
+		return out[i].Code < out[j].Code
+	})
+	return out
+}
+
+// paths are the endpoints' paths: the only values of RequestCount.Path
+// besides "other", so a scanner cannot grow the counters without bound.
+var paths = map[string]bool{"/v3/reload": true, "/v3/maintenance/enable": true, "/v3/maintenance/disable": true,
+	"/v3/environ": true, "/v3/metric": true, "/v3/ping": true, "/v3/status": true}
+
+// count wraps h to count each request by path and status code.
+func (s *Server) count(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &codeWriter{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(cw, r)
+		p := r.URL.Path
+		if !paths[p] {
+			p = "other"
+		}
+		s.mu.Lock()
+		if s.counts == nil {
+			s.counts = map[RequestCount]uint64{}
+		}
+		s.counts[RequestCount{Path: p, Code: cw.code}]++
+		s.mu.Unlock()
+	})
+}
+
+// codeWriter remembers the status code a handler wrote.
+type codeWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (c *codeWriter) WriteHeader(code int) {
+	c.code = code
+	c.ResponseWriter.WriteHeader(code)
 }
 
 // Listen creates the control socket at path, mode 0600 from the first
@@ -143,7 +207,7 @@ func (s *Server) Path() string { return s.path }
 // A reload or maintenance request in flight at that moment is cancelled.
 func (s *Server) Serve(ctx context.Context, c Controller) error {
 	srv := &http.Server{
-		Handler:           Handler(c, s.log),
+		Handler:           s.count(Handler(c, s.log)),
 		ReadHeaderTimeout: 5 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ErrorLog:          log.New(io.Discard, "", 0),

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"strconv"
 	"strings"
 	"time"
 
@@ -97,6 +98,12 @@ func metrics(now func() time.Time) []*metric {
 				}
 			}},
 
+		{name: "control_requests_total", help: "Requests to the control socket by endpoint path (or other) and HTTP status code.", kind: counter, label: []string{"path", "code"},
+			samples: func(s *Snapshot, emit func(float64, ...string)) {
+				for _, r := range s.Control.Requests {
+					emit(float64(r.Count), r.Path, strconv.Itoa(r.Code))
+				}
+			}},
 		{name: "consul_index_resets_total", help: "Blocking queries whose index went backwards (agent restart, snapshot restore) and started over.", kind: counter,
 			samples: func(s *Snapshot, emit func(float64, ...string)) { emit(float64(s.Consul.IndexResets)) }},
 		{name: "consul_empty_held_total", help: "Empty answers held back during the recovery grace after an error or index reset.", kind: counter,

@@ -21,6 +21,7 @@ func fullSnapshot(now time.Time) Snapshot {
 				Health: &HealthStatus{Status: "critical", Runs: 10, Failures: 4, TTLUpdates: 9, Reregistrations: 1}},
 			{Name: "cron", State: "waiting", Starts: 5, Exits: ExitCounts{Success: 5}},
 		},
+		Control:  ControlStatus{Socket: "/var/run/containerpilot.socket", Requests: []ControlRequestCount{{Path: "/v3/metric", Code: 200, Count: 4}, {Path: "other", Code: 404, Count: 1}}},
 		Services: []ServiceStatus{{ID: "app-h-80", Name: "app", Address: "10.0.0.2", Port: 80, Health: "critical", Maintenance: true, Registered: true}},
 		Watches: []WatchStatus{{Query: `service "web|passing"`, Instances: 3, LastChange: now.Add(-time.Minute),
 			Requests: 11, Errors: 2, IndexResets: 1, EmptyHeld: 1, Latency: Durations{Count: 11, Seconds: 2.5}}},
@@ -49,6 +50,8 @@ func TestCollectorValues(t *testing.T) {
 		{"autopilot_consul_up", nil, 1},
 		{"autopilot_consul_requests_total", []string{"endpoint=/v1/health/service/:service", "outcome=ok"}, 7},
 		{"autopilot_consul_requests_total", []string{"endpoint=/v1/agent/check/update/:check", "outcome=error"}, 2},
+		{"autopilot_control_requests_total", []string{"path=/v3/metric", "code=200"}, 4},
+		{"autopilot_control_requests_total", []string{"path=other", "code=404"}, 1},
 		{"autopilot_consul_index_resets_total", nil, 2},
 		{"autopilot_consul_empty_held_total", nil, 1},
 		{"autopilot_consul_blocking_query_duration_seconds", nil, 5}, // sample count

@@ -29,8 +29,8 @@ type Registration struct {
 }
 
 // Run registers the service, heartbeats it every Heartbeat, registers it
-// again when the agent lost it, and deregisters it when ctx ends (within a
-// few seconds: the agent call has its own deadline). Consul being down
+// again when the agent lost it, and deregisters it when ctx ends (within 2
+// seconds, so a hung agent adds little to the shutdown). Consul being down
 // delays nothing else: Run retries with jittered backoff in its own
 // goroutine.
 func (r *Registration) Run(ctx context.Context) {
@@ -43,7 +43,7 @@ func (r *Registration) Run(ctx context.Context) {
 		if !registered {
 			return
 		}
-		dctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := r.Agent.Deregister(dctx, svc.ID); err != nil {
 			log.Warn().Err(err).Msg("telemetry: deregister failed")

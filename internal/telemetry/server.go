@@ -105,6 +105,9 @@ func Complete(s Snapshot) Snapshot {
 	if s.Consul.Requests == nil {
 		s.Consul.Requests = []RequestCount{}
 	}
+	if s.Control.Requests == nil {
+		s.Control.Requests = []ControlRequestCount{}
+	}
 	return s
 }
 

@@ -45,6 +45,21 @@ type Snapshot struct {
 	Services  []ServiceStatus  `json:"services"`
 	Watches   []WatchStatus    `json:"watches"`
 	Templates []TemplateStatus `json:"templates"`
+	Control   ControlStatus    `json:"control"`
+}
+
+// ControlStatus is the control socket ("" when there is none) and its
+// requests by endpoint path and status code.
+type ControlStatus struct {
+	Socket   string                `json:"socket"`
+	Requests []ControlRequestCount `json:"requests"`
+}
+
+// ControlRequestCount is one (path, code) counter of the control socket.
+type ControlRequestCount struct {
+	Path  string `json:"path"`
+	Code  int    `json:"code"`
+	Count uint64 `json:"count"`
 }
 
 // ConfigStatus says which configuration runs.

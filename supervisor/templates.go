@@ -50,6 +50,12 @@ func (s *Supervisor) newTemplates(cfg *config.Config) (*render.Runner, error) {
 		case !t.Reload.IsZero():
 			rc.Reload = s.reloadCommand(t.Reload)
 		}
+		if t.ConfirmWorkers && rc.Reload != nil {
+			rc.Reload = proc.ConfirmNewChild(proc.ConfirmOptions{
+				PID: func() int { return int(s.mainPID.Load()) }, Trigger: rc.Reload,
+				Log: s.log.With().Str("template", rc.Source).Logger(),
+			})
+		}
 		if t.HAProxy != nil {
 			s.withHAProxy(&rc, t.HAProxy)
 		}

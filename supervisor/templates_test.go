@@ -174,3 +174,35 @@ backend web
 		t.Fatalf("want one reload for a frontend change: %+v -> %+v", before, p)
 	}
 }
+
+// TestTemplateReloadConfirmWorkers: with "reloadConfirm": "workers", a
+// reloadSignal to nginx (the app) is confirmed by its new worker process.
+func TestTemplateReloadConfirmWorkers(t *testing.T) {
+	t.Parallel()
+	c := testenv.StartConsul(t)
+	client := c.Client(t)
+	dir := t.TempDir()
+	prefix := t.TempDir()
+	for _, d := range []string{filepath.Dir(prefix), prefix} {
+		os.Chmod(d, 0o755) // nginx workers may run as another user
+	}
+	include := filepath.Join(prefix, "include.conf")
+	conf := testenv.NginxMainConf(t, include, testenv.FreePort(t))
+	os.WriteFile(filepath.Join(dir, "inc.ctmpl"), []byte(`# mode {{ key "app/mode" }}`+"\n"), 0o644)
+	cfg := writeConfig(t, dir, fmt.Sprintf(`{"renderTimeout": "20s", "templates": [{"source": "inc.ctmpl", "destination": %q,
+		"reloadSignal": "SIGHUP", "reloadConfirm": "workers"}]}`, include))
+	if _, err := client.KV().Put(&api.KVPair{Key: "app/mode", Value: []byte("a")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	nginx := "/usr/sbin/nginx"
+	if _, err := os.Stat(nginx); err != nil {
+		nginx = "nginx"
+	}
+	s := startSup(t, cfg, c.HTTPAddr, nil, nginx, "-p", prefix+"/", "-e", "stderr", "-c", conf,
+		"-g", fmt.Sprintf("daemon off; pid %s; error_log stderr notice;", filepath.Join(prefix, "nginx.pid")))
+	s.logHas("app started", 20*time.Second)
+	if _, err := client.KV().Put(&api.KVPair{Key: "app/mode", Value: []byte("b")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.logHas("reload confirmed: a new worker runs", 20*time.Second)
+}

@@ -218,6 +218,11 @@ type Template struct {
 	MinInstances int
 	// HAProxy opts the template into hitless HAProxy updates (nil: off).
 	HAProxy *HAProxy
+	// ConfirmWorkers (`"reloadConfirm": "workers"`) waits, after each
+	// reload or reloadSignal, for the app to start a new child process (a
+	// worker, as nginx and HAProxy -W do on reload) and triggers the reload
+	// again when none appears.
+	ConfirmWorkers bool
 }
 
 // HAProxy is a template's `haproxy` field: the sockets through which

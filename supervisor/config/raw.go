@@ -18,16 +18,17 @@ type rawConsulExtras struct {
 }
 
 type rawTemplate struct {
-	Source       string      `json:"source"`
-	Destination  string      `json:"destination"`
-	Perms        perms       `json:"perms"`
-	Check        command     `json:"check"`
-	CheckTimeout duration    `json:"checkTimeout"`
-	Reload       command     `json:"reload"`
-	ReloadSignal signal      `json:"reloadSignal"`
-	Wait         string      `json:"wait"`
-	MinInstances int         `json:"minInstances"`
-	HAProxy      *rawHAProxy `json:"haproxy"`
+	Source        string      `json:"source"`
+	Destination   string      `json:"destination"`
+	Perms         perms       `json:"perms"`
+	Check         command     `json:"check"`
+	CheckTimeout  duration    `json:"checkTimeout"`
+	Reload        command     `json:"reload"`
+	ReloadSignal  signal      `json:"reloadSignal"`
+	Wait          string      `json:"wait"`
+	MinInstances  int         `json:"minInstances"`
+	HAProxy       *rawHAProxy `json:"haproxy"`
+	ReloadConfirm string      `json:"reloadConfirm"`
 }
 
 type rawHAProxy struct {

@@ -194,6 +194,19 @@ func (t *translator) template(p string, r rawTemplate) error {
 			}
 		}
 	}
+	switch r.ReloadConfirm {
+	case "":
+	case "workers":
+		switch {
+		case r.Reload.IsZero() && r.ReloadSignal == 0:
+			return t.errAt(p+".reloadConfirm", "needs reload or reloadSignal")
+		case r.HAProxy != nil && r.HAProxy.Master != "":
+			return t.errAt(p+".reloadConfirm", "haproxy.master already confirms reloads; use one of them")
+		}
+		tm.ConfirmWorkers = true
+	default:
+		return t.errAt(p+".reloadConfirm", `want "workers", got %q`, r.ReloadConfirm)
+	}
 	if h := r.HAProxy; h != nil {
 		switch {
 		case h.Runtime == "" && h.Master == "":

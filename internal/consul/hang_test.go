@@ -134,6 +134,10 @@ func TestWatcherSurvivesHungAgent(t *testing.T) {
 	register(t, agent.Client(t), "web-2", "web", 8002, api.HealthPassing)
 	testenv.Eventually(t, 10*time.Second, func() (bool, string) { n, s := instancesOf(w, q); return n == 2, s })
 	t.Logf("watch saw the change %v after SIGCONT", time.Since(resumed).Round(time.Millisecond))
+	// The answer after the hang decoded only the new instance.
+	if st := client.Stats(); st.ElementsReused < 1 || st.ElementsDecoded < 2 {
+		t.Errorf("elements decoded %d, reused %d; want the first instance reused", st.ElementsDecoded, st.ElementsReused)
+	}
 	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
 		return strings.Contains(logs.String(), "consul query recovered"), logs.String()
 	})

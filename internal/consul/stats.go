@@ -77,6 +77,11 @@ type ClientStats struct {
 	// when and why one last failed (a cancellation is not a failure).
 	LastOK, LastErrorAt time.Time
 	LastError           string
+	// ElementsDecoded and ElementsReused count the array elements of
+	// answers (instances, keys, nodes) the incremental decoder decoded and
+	// took unchanged from the previous answer: work proportional to what
+	// changed shows as Reused growing much faster than Decoded.
+	ElementsDecoded, ElementsReused int64
 }
 
 // Reachable reports whether the agent answered the last request: no
@@ -108,6 +113,8 @@ type counters struct {
 	indexResets int64
 	emptyHeld   int64
 	latency     Histogram
+	decoded     int64
+	reused      int64
 	lastOK      time.Time
 	lastErrAt   time.Time
 	lastErr     string
@@ -150,6 +157,13 @@ func (s *counters) indexReset() {
 	s.mu.Unlock()
 }
 
+func (s *counters) elements(decoded, reused int) {
+	s.mu.Lock()
+	s.decoded += int64(decoded)
+	s.reused += int64(reused)
+	s.mu.Unlock()
+}
+
 func (s *counters) heldEmpty() {
 	s.mu.Lock()
 	s.emptyHeld++
@@ -160,12 +174,14 @@ func (s *counters) snapshot() ClientStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := ClientStats{
-		Errors:      s.errors,
-		LastOK:      s.lastOK,
-		LastErrorAt: s.lastErrAt,
-		LastError:   s.lastErr,
-		IndexResets: s.indexResets,
-		EmptyHeld:   s.emptyHeld,
+		Errors:          s.errors,
+		LastOK:          s.lastOK,
+		LastErrorAt:     s.lastErrAt,
+		LastError:       s.lastErr,
+		IndexResets:     s.indexResets,
+		EmptyHeld:       s.emptyHeld,
+		ElementsDecoded: s.decoded,
+		ElementsReused:  s.reused,
 		BlockingLatency: Histogram{
 			Counts: slices.Clone(s.latency.Counts),
 			Count:  s.latency.Count,

@@ -436,6 +436,7 @@ func (w *Watcher) fetch(ctx context.Context, q dep.Query, f *fetcher, index uint
 		return nil, 0, fmt.Errorf("%s: %w", q, err)
 	}
 	v, err := f.dec.Decode(a.body)
+	w.client.stats.elements(f.dec.Decoded, f.dec.Reused)
 	if f.buf.Cap() > 4*f.buf.Len() && f.buf.Cap() > 1<<20 {
 		f.buf = bytes.Buffer{} // the service shrank a lot: let the big buffer go
 	}

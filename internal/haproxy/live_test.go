@@ -270,6 +270,7 @@ func (in *instance) port() int { return in.srv.Listener.Addr().(*net.TCPAddr).Po
 // per interval, and counts failures and new connections.
 type load struct {
 	requests, failures, dials atomic.Int64
+	done                      []atomic.Int64 // per client: requests completed
 	mu                        sync.Mutex
 	lastErr                   string
 	cancel                    context.CancelFunc
@@ -280,7 +281,8 @@ func startLoad(url string, clients int, interval time.Duration, path string) *lo
 	ld := &load{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ld.cancel = cancel
-	for range clients {
+	ld.done = make([]atomic.Int64, clients)
+	for k := range clients {
 		tr := &http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1,
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 				ld.dials.Add(1)
@@ -306,6 +308,7 @@ func startLoad(url string, clients int, interval time.Duration, path string) *lo
 					return
 				}
 				ld.requests.Add(1)
+				ld.done[k].Add(1)
 				if err == nil {
 					_, err = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
@@ -323,6 +326,27 @@ func startLoad(url string, clients int, interval time.Duration, path string) *lo
 		}()
 	}
 	return ld
+}
+
+// progress returns each client's completed requests so far.
+func (ld *load) progress() []int64 {
+	out := make([]int64, len(ld.done))
+	for i := range ld.done {
+		out[i] = ld.done[i].Load()
+	}
+	return out
+}
+
+// advanced reports whether every client completed n requests since p.
+// Each client's requests are sequential, so every request sent before p
+// was taken has then been answered.
+func (ld *load) advanced(p []int64, n int64) bool {
+	for i := range ld.done {
+		if ld.done[i].Load() < p[i]+n {
+			return false
+		}
+	}
+	return true
 }
 
 func (ld *load) Stop() {
@@ -368,6 +392,12 @@ func TestScaleWithoutReload(t *testing.T) {
 		testenv.Eventually(t, 15*time.Second, func() (bool, string) {
 			s, ok := l.running()[fleet[i].id]
 			return !ok || s.Maint(), fmt.Sprintf("%s still serving: %+v", fleet[i].id, s)
+		})
+		// A request HAProxy sent it just before maintenance may still be on
+		// its way: count from when every client has had two more answers.
+		p := ld.progress()
+		testenv.Eventually(t, 15*time.Second, func() (bool, string) {
+			return ld.advanced(p, 2), fmt.Sprintf("clients at %v, from %v", ld.progress(), p)
 		})
 		after[i] = fleet[i].hits.Load()
 	}

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -391,7 +392,14 @@ func TestObserveAndSteer(t *testing.T) {
 		t.Errorf("-reload of a bad config: %d %q", code, out)
 	}
 	o.await("reload refused", "autopilot_config_last_reload_failed", equal(1))
+	if st := o.status(); !strings.Contains(st.Config.LastReloadError, "sometime") || st.Config.Generation != 2 {
+		t.Errorf("/status after a refused reload: %+v", st.Config)
+	}
+	// SIGHUP with the good config again: accepted, generation 3.
 	o.writeConfig(`{ name: "added", exec: ["touch", "` + dir + `/added"] },`)
+	ap.signal(t, syscall.SIGHUP)
+	o.await("SIGHUP reload", "autopilot_config_generation", equal(3))
+	o.await("reload accepted", "autopilot_config_last_reload_failed", equal(0))
 
 	// autopilot status reads the same document through the socket.
 	if code, out := o.run(autopilotBin, "status"); code != 0 || !strings.Contains(out, "web") || !strings.Contains(out, "TEMPLATES") {

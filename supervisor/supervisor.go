@@ -92,6 +92,8 @@ type Supervisor struct {
 	poked   chan struct{} // a job's state changed
 	ctl     chan ctlReq
 	running atomic.Bool
+	// reloadErr is why the last reload was refused (nil: accepted or none).
+	reloadErr atomic.Pointer[string]
 
 	mu    sync.Mutex
 	gen   *generation
@@ -457,6 +459,7 @@ func (s *Supervisor) reload() error {
 	if err == nil {
 		ng, err = s.build(cfg, old.n+1)
 	}
+	s.noteReload(err)
 	if err != nil {
 		s.log.Error().Err(err).Msg("config reload rejected: keeping the old config")
 		return err

@@ -40,9 +40,6 @@ type observer struct {
 
 	ctl *control.Server   // nil: no control socket
 	tel *telemetry.Server // nil: no telemetry block
-
-	mu        sync.Mutex
-	reloadErr string
 }
 
 // runObserved builds the supervisor for model with its control socket,
@@ -163,12 +160,6 @@ func (o *observer) load(load func() (*config.Config, error)) func() (*config.Con
 			}
 			err = o.metrics.Update(defs)
 		}
-		o.mu.Lock()
-		o.reloadErr = ""
-		if err != nil {
-			o.reloadErr = err.Error()
-		}
-		o.mu.Unlock()
 		return c, err
 	}
 }
@@ -212,9 +203,7 @@ func (o *observer) Snapshot() telemetry.Snapshot {
 		return s
 	}
 	st := o.sup.Status()
-	o.mu.Lock()
-	s.Config = telemetry.ConfigStatus{File: st.Config, Generation: st.Generation, LastReloadError: o.reloadErr}
-	o.mu.Unlock()
+	s.Config = telemetry.ConfigStatus{File: st.Config, Generation: st.Generation, LastReloadError: o.sup.LastReloadError()}
 	cs := o.sup.ConsulClient().Stats()
 	s.Consul = telemetry.Consul(cs)
 	s.Consul.Address, s.Consul.Reachable = o.consul, cs.Reachable()
@@ -269,13 +258,7 @@ func (o *observer) Snapshot() telemetry.Snapshot {
 func (o *observer) Reload(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	err := o.sup.Reload(ctx)
-	if err != nil {
-		o.mu.Lock()
-		o.reloadErr = err.Error()
-		o.mu.Unlock()
-	}
-	return err
+	return o.sup.Reload(ctx)
 }
 
 func (o *observer) SetMaintenance(ctx context.Context, on bool) error {

@@ -260,7 +260,18 @@ base() {
   base_consul
 }
 
-compose() { podman-compose -p "$project" -f "$compose_file" "$@"; }
+# compose ARGS: podman-compose on the project. podman-compose 1.0.3 exits 0 even when a podman
+# build or run it started failed (it only prints "exit code: N"), so a failed build would leave the
+# previous image in place and the tests would pass on it: fail on any non-zero step.
+compose() {
+  local log rc=0
+  log=$(mktemp)
+  cleanups+=("rm -f '$log'")
+  podman-compose -p "$project" -f "$compose_file" "$@" 2>&1 | tee "$log" || rc=$?
+  if ((rc != 0)) || grep -qE '^exit code: [1-9]' "$log"; then
+    die "podman-compose $1 failed (see above)"
+  fi
+}
 
 build() {
   base

@@ -66,12 +66,14 @@ func (c *Config) Backend(name string) *Backend {
 	return nil
 }
 
-// sectionKeywords start a section in haproxy.cfg (HAProxy 2.6).
+// sectionKeywords start a section in haproxy.cfg: those of HAProxy 2.6,
+// and later ones (crt-store, traces, acme), so that the `server` lines of a
+// peers or ring section, say, are never taken for a backend's.
 var sectionKeywords = map[string]bool{
 	"global": true, "defaults": true, "frontend": true, "backend": true, "listen": true,
 	"peers": true, "resolvers": true, "userlist": true, "mailers": true, "program": true,
 	"http-errors": true, "ring": true, "cache": true, "log-forward": true, "fcgi-app": true,
-	"dynamic-update": true,
+	"crt-store": true, "traces": true, "acme": true,
 }
 
 // ParseConfig splits an haproxy.cfg into its skeleton and its backends'

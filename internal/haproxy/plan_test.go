@@ -225,3 +225,19 @@ func FuzzParseState(f *testing.F) {
 		_, _ = ParseProcs(s)
 	})
 }
+
+// A server line of a peers section that follows a backend belongs to the
+// peers section: changing it reloads.
+func TestPlanPeersServerReloads(t *testing.T) {
+	old, err := ParseConfig([]byte(base + "\npeers mesh\n    server lb-2 10.0.0.9:1024\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := ParseConfig([]byte(base + "\npeers mesh\n    server lb-2 10.0.0.8:1024\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ops, err := Plan(old, nc); !errors.Is(err, ErrNeedsReload) {
+		t.Fatalf("Plan = %v, %v; want ErrNeedsReload", ops, err)
+	}
+}

@@ -23,7 +23,8 @@ type Decoder struct {
 	s1    maphash.Seed
 	s2    maphash.Seed
 	cache map[elemKey]any
-	elems []any // scratch, reused between answers
+	spare map[elemKey]any // the map before cache, cleared and refilled next time
+	elems []any           // scratch, reused between answers
 
 	// Reused and Decoded count the elements of the last answer taken from
 	// the previous one and decoded afresh (both 0 after a whole decode).
@@ -45,10 +46,14 @@ func NewDecoder(q Query) *Decoder {
 func (d *Decoder) Decode(body []byte) (any, error) {
 	d.Reused, d.Decoded = 0, 0
 	if d.spec == nil || d.spec.element == nil || body == nil {
-		d.cache = nil
+		d.cache, d.spare = nil, nil
 		return Decode(d.q, body)
 	}
-	next := make(map[elemKey]any, len(d.cache))
+	next := d.spare
+	if next == nil {
+		next = make(map[elemKey]any, len(d.cache))
+	}
+	clear(next)
 	elems := d.elems[:0]
 	err := splitArray(body, func(raw []byte) error {
 		k := elemKey{maphash.Bytes(d.s1, raw), maphash.Bytes(d.s2, raw), len(raw)}
@@ -73,12 +78,16 @@ func (d *Decoder) Decode(body []byte) (any, error) {
 	if err != nil {
 		// Not a well-formed array: the whole decode gives the same error
 		// (or value) as the non-incremental path would.
-		d.cache, d.Reused, d.Decoded = nil, 0, 0
+		clear(next)
+		d.cache, d.spare, d.Reused, d.Decoded = nil, next, 0, 0
 		return Decode(d.q, body)
 	}
 	v := d.spec.assemble(d.q, elems)
 	clear(elems) // drop references held by the scratch slice
-	d.elems, d.cache = elems[:0], next
+	d.elems, d.cache, d.spare = elems[:0], next, d.cache
+	if d.spare != nil {
+		clear(d.spare) // drop the old answer's values now, not at the next call
+	}
 	return v, nil
 }
 

@@ -124,15 +124,11 @@ func (r *Runtime) Apply(ctx context.Context, old, new []byte) (applied bool, err
 		return false, err
 	}
 	if len(ops) > 0 {
-		ev := r.log.Info().Int("servers", len(ops))
-		if r.log.GetLevel() <= zerolog.DebugLevel {
-			names := make([]string, len(ops))
-			for i, op := range ops {
-				names[i] = op.String()
-			}
-			ev = ev.Strs("ops", names)
+		names := make([]string, 0, min(len(ops), 20))
+		for _, op := range ops[:min(len(ops), 20)] {
+			names = append(names, op.String())
 		}
-		ev.Msg("applied through the runtime API, no reload")
+		r.log.Info().Int("servers", len(ops)).Strs("ops", names).Msg("applied through the runtime API, no reload")
 	}
 	return true, nil
 }

@@ -44,7 +44,7 @@ func TestV2Mapping(t *testing.T) {
 	if len(c.Watches) != 2 || c.Watches[0] != (Watch{Name: "nginx", Interval: 30 * time.Second}) {
 		t.Errorf("watches: %+v", c.Watches)
 	}
-	if j := job("task"); j.When != (When{Interval: 1500 * time.Millisecond}) || j.Timeout != 100*time.Millisecond {
+	if j := job("task"); j.When != (When{Source: "preStart", Event: ExitSuccess, Interval: 1500 * time.Millisecond}) || j.Timeout != 100*time.Millisecond {
 		t.Errorf("task: %+v", j)
 	}
 	if j := job("sensor.metric_id"); j.When != (When{Interval: 5 * time.Second}) || j.Timeout != 5*time.Second || j.Sensor != "metric_id" {

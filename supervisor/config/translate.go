@@ -308,7 +308,8 @@ func (t *translator) v2(r *rawV2) error {
 		if !tk.Frequency.set {
 			return t.errAt(p+".frequency", "required, the time between two runs")
 		}
-		j := Job{Name: tk.Name, Exec: tk.Command, When: When{Interval: tk.Frequency.d}, Timeout: tk.Frequency.d}
+		// Gated like the app: the first run waits for preStart's success.
+		j := Job{Name: tk.Name, Exec: tk.Command, When: When{Source: start.Source, Event: start.Event, Interval: tk.Frequency.d}, Timeout: tk.Frequency.d}
 		if j.Name == "" {
 			j.Name = tk.Command.Argv[0]
 		}

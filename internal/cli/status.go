@@ -134,12 +134,6 @@ func printStatus(w io.Writer, s telemetry.Snapshot, now time.Time) {
 			}
 			if e := j.LastExit; e != nil {
 				exit = strconv.Itoa(e.Code)
-				if e.Signal != "" {
-					exit = e.Signal
-				}
-				if !e.At.IsZero() {
-					exit += " " + ago(e.At)
-				}
 			}
 			if h := j.Health; h != nil {
 				health = fmt.Sprintf("%s (%d/%d failed)", dash(h.Status), h.Failures, h.Runs)

@@ -67,8 +67,7 @@ type ConfigStatus struct {
 	File string `json:"file"`
 	// Generation counts configurations applied: 1 at start, +1 per reload
 	// that was accepted.
-	Generation int       `json:"generation"`
-	LoadedAt   time.Time `json:"loaded_at,omitzero"`
+	Generation int `json:"generation"`
 	// LastReloadError is why the most recent reload was refused ("" when it
 	// was accepted or none was tried).
 	LastReloadError string `json:"last_reload_error,omitempty"`
@@ -137,9 +136,8 @@ type ExitCounts struct {
 
 // ExitStatus is how a job's process last ended.
 type ExitStatus struct {
-	Code   int       `json:"code"`             // the exit code autopilot would pass on (128+N for signal N)
-	Signal string    `json:"signal,omitempty"` // e.g. "SIGTERM" when a signal ended it
-	At     time.Time `json:"at,omitzero"`
+	// Code is the exit code autopilot would pass on (128+N for signal N).
+	Code int `json:"code"`
 }
 
 // HealthStatus is a job's health check.
@@ -151,9 +149,7 @@ type HealthStatus struct {
 	TTLUpdates uint64 `json:"ttl_updates"`
 	// Reregistrations counts registrations repeated because the agent had
 	// lost the service (an agent restart).
-	Reregistrations uint64    `json:"reregistrations"`
-	LastRun         time.Time `json:"last_run,omitzero"`
-	LastOutput      string    `json:"last_output,omitempty"`
+	Reregistrations uint64 `json:"reregistrations"`
 }
 
 // ServiceStatus is one service registration in Consul.

@@ -157,7 +157,7 @@ func TestOneExecutionPerChange(t *testing.T) {
 		// One catalog write: service and its passing check in one index.
 		if _, err := c.Catalog().Register(&api.CatalogRegistration{Node: "node-" + id, Address: "127.0.0.1",
 			Service: &api.AgentService{ID: id, Service: "web", Port: 8000 + i},
-			Check: &api.AgentCheck{Node: "node-" + id, CheckID: "service:" + id, Name: "web", Status: api.HealthPassing, ServiceID: id}}, nil); err != nil {
+			Check:   &api.AgentCheck{Node: "node-" + id, CheckID: "service:" + id, Name: "web", Status: api.HealthPassing, ServiceID: id}}, nil); err != nil {
 			t.Fatal(err)
 		}
 		testenv.Eventually(t, 10*time.Second, func() (bool, string) {

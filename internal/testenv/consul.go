@@ -350,6 +350,41 @@ func (c *Consul) Signal(sig syscall.Signal) {
 	if err := c.p.signal(sig); err != nil {
 		c.t.Fatalf("consul %s: signal %v: %v", c.NodeName, sig, err)
 	}
+	if sig == syscall.SIGSTOP {
+		// kill(2) returns before every thread has stopped: a thread busy on
+		// the other core can still answer a request. Return only once the
+		// whole process is frozen.
+		pid := c.p.pid()
+		deadline := time.Now().Add(10 * time.Second)
+		for !allThreadsStopped(pid) {
+			if time.Now().After(deadline) {
+				c.t.Fatalf("consul %s: pid %d not stopped 10s after SIGSTOP", c.NodeName, pid)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// allThreadsStopped reports whether every thread of pid is in state T
+// (stopped) or t (traced), read from /proc.
+func allThreadsStopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			return false
+		}
+		// The state follows the command name, which is in parentheses
+		// and may itself contain spaces or parentheses.
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 || i+2 >= len(stat) || (stat[i+2] != 'T' && stat[i+2] != 't') {
+			return false
+		}
+	}
+	return true
 }
 
 // Kill ends the agent with SIGKILL, like a crash or an OOM kill, and waits for it.

@@ -273,6 +273,17 @@ template {
   create_dest_dirs = true
 }
 `,
+		"exec.hcl": `
+consul { address = "CONSUL" }
+template {
+  source      = "exec.ctmpl"
+  destination = "out/exec.txt"
+}
+exec {
+  command      = ["sh", "-c", "cat out/exec.txt > out/seen-by-child; exit 4"]
+  kill_timeout = "2s"
+}
+`,
 		"malformed.hcl":  "template {\n  source = \"web.ctmpl\"\n  destination = \n}\n",
 		"unknown.hcl":    "templat {\n  source = \"web.ctmpl\"\n}\n",
 		"unknownkey.hcl": "template {\n  source = \"web.ctmpl\"\n  destinaton = \"x\"\n}\n",
@@ -304,6 +315,7 @@ template {
 		{"config file", []string{"-once", "-config", "basic.hcl"}},
 		{"config file and flags", []string{"-once", "-config", "wait.hcl", "-template", "exec.ctmpl:out/flag.txt", "-consul-addr", "CONSUL"}},
 		{"config dir", []string{"-once", "-config", "confdir"}},
+		{"exec block exit code", []string{"-once", "-config", "exec.hcl"}},
 		{"malformed HCL", []string{"-once", "-config", "malformed.hcl"}},
 		{"unknown block", []string{"-once", "-config", "unknown.hcl"}},
 		{"unknown key", []string{"-once", "-config", "unknownkey.hcl"}},

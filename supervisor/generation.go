@@ -53,10 +53,9 @@ func (s *Supervisor) build(cfg *config.Config, n int) (*generation, error) {
 		g.router.onEvent = func(k eventKey) { f(k.source, k.event) }
 	}
 	host, _ := os.Hostname()
-	hostAddrs, err := config.HostAddrs()
-	if err != nil {
-		return nil, err
-	}
+	// The host's addresses are read (a netlink dump per interface) only
+	// when a job's interfaces need them: a static address does not.
+	hostAddrs := sync.OnceValues(config.HostAddrs)
 	if v := cfg.PIDEnvVar(); v != "AUTOPILOT_APP_PID" {
 		g.env[v] = strconv.Itoa(os.Getpid()) // ContainerPilot's: the supervisor's own PID
 	}
@@ -83,7 +82,14 @@ func (s *Supervisor) build(cfg *config.Config, n int) (*generation, error) {
 			g.readyMax = max(g.readyMax, jc.Health.TTL, 2*jc.Health.Interval)
 		}
 		if jc.Port > 0 {
-			ip, err := config.ResolveAddress(jc.Interfaces, hostAddrs)
+			var addrs []config.HostAddr
+			if len(jc.Interfaces) == 0 || jc.Interfaces[0].Kind != config.KindStatic {
+				var err error
+				if addrs, err = hostAddrs(); err != nil {
+					return nil, err
+				}
+			}
+			ip, err := config.ResolveAddress(jc.Interfaces, addrs)
 			if err != nil {
 				return nil, fmt.Errorf("job %s: %w", jc.Name, err)
 			}
@@ -192,15 +198,30 @@ func EnvName(service string) string {
 // start starts the generation's goroutines. Templates keep rendering from
 // here on (the first render happened before).
 func (g *generation) start() {
+	g.startJobs()
+	g.startLoops()
+}
+
+// startJobs starts the jobs' goroutines, with the environment they export
+// (AUTOPILOT_<NAME>_IP…) set first.
+func (g *generation) startJobs() {
 	for k, v := range g.env {
 		g.s.runner.SetEnv(k, v)
 	}
-	lctx, lcancel := context.WithCancel(context.Background())
 	jctx, jcancel := context.WithCancel(context.Background())
-	g.loopsCancel, g.jobsCancel = lcancel, jcancel
+	g.jobsCancel = jcancel
 	for _, j := range g.jobs {
 		g.jobsWG.Add(1)
 		go func() { defer g.jobsWG.Done(); j.loop(jctx) }()
+	}
+}
+
+// startLoops starts health checks, registrations, watches and templates:
+// everything that talks to Consul or runs check commands.
+func (g *generation) startLoops() {
+	lctx, lcancel := context.WithCancel(context.Background())
+	g.loopsCancel = lcancel
+	for _, j := range g.jobs {
 		if j.hc != nil {
 			g.loopsWG.Add(1)
 			go func() { defer g.loopsWG.Done(); j.hc.run(lctx) }()
@@ -222,6 +243,29 @@ func (g *generation) start() {
 				g.s.log.Error().Err(err).Msg("templates")
 			}
 		}()
+	}
+}
+
+// awaitMainStart waits, at most maxWait, until the Main job's process has
+// been started (or failed to start) when the startup event starts it, so
+// that the loops that talk to Consul do not compete with the app's fork
+// and exec for the CPU and for syscall.ForkLock (issue 13: start-to-exec).
+// A Main job that waits for another event (a preStart's success, a watch)
+// is not waited for: the loops may be what it waits for.
+func (g *generation) awaitMainStart(maxWait time.Duration) {
+	m := g.main
+	if m == nil || m.trigger != (eventKey{"", config.Startup}) || m.periodic {
+		return
+	}
+	r, _ := m.snapshot()
+	if r.started == nil {
+		return
+	}
+	t := time.NewTimer(maxWait)
+	defer t.Stop()
+	select {
+	case <-r.started:
+	case <-t.C:
 	}
 }
 

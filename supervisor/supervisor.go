@@ -37,6 +37,10 @@ const (
 	ExitConfig = 2 // bad configuration
 )
 
+// mainStartWait bounds how long Run holds back the loops that talk to
+// Consul while the Main job's process is being started.
+const mainStartWait = 250 * time.Millisecond
+
 // ErrNotRunning is returned by the control methods when Run is not (or no
 // longer) running.
 var ErrNotRunning = errors.New("supervisor is not running")
@@ -250,8 +254,12 @@ func (s *Supervisor) Run(ctx context.Context) int {
 		return code
 	}
 	// 2. The jobs.
-	g.start()
+	g.startJobs()
 	g.router.publish(eventKey{"", config.Startup})
+	// The app first: registrations, watches and templates (all Consul
+	// traffic) start once it has been forked.
+	g.awaitMainStart(mainStartWait)
+	g.startLoops()
 	var stopSig syscall.Signal
 loop:
 	for {

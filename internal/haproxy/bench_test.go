@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/autopilot/autopilot/internal/proc"
 	"github.com/autopilot/autopilot/internal/testenv"
 )
 
@@ -128,7 +129,7 @@ func sampleHAProxy(master int) *sampler {
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			kids := childrenOf(master)
+			kids := proc.Children(master)
 			rss := rssBytes(master)
 			for _, k := range kids {
 				rss += rssBytes(k)
@@ -151,35 +152,6 @@ func (s *sampler) stop() (int, float64) {
 	close(s.stopc)
 	s.wg.Wait()
 	return s.peakW, s.peakR
-}
-
-// childrenOf lists the pids whose parent is ppid, from /proc.
-func childrenOf(ppid int) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(ppid) && f[0] != "Z" {
-			out = append(out, pid)
-		}
-	}
-	return out
 }
 
 // rssBytes is a process's VmRSS, 0 if it is gone.

@@ -211,17 +211,13 @@ func (p *parser) top(c *Config, root *ast.ObjectList) error {
 				c.LogLevel = &s
 			}
 		case "max_stale":
-			var d time.Duration
-			d, err = p.duration(it, path)
-			c.MaxStale = &d
+			c.MaxStale, err = ptr(p.duration(it, path))
 		case "kill_signal":
 			c.KillSignal, err = p.signal(it, path)
 		case "reload_signal":
 			c.ReloadSignal, err = p.signal(it, path)
 		case "pid_file":
-			var s string
-			s, err = p.str(it, path)
-			c.PidFile = &s
+			c.PidFile, err = ptr(p.str(it, path))
 		case "exec":
 			c.Exec, err = p.exec(it)
 		case "default_delimiters":
@@ -239,10 +235,7 @@ func (p *parser) top(c *Config, root *ast.ObjectList) error {
 				return err
 			})
 		case "template_error_fatal":
-			var b bool
-			if b, err = p.boolean(it, path); err == nil && !b {
-				err = p.errf(it.Val, path, "false is not supported: a template error is always fatal in -once and logged (keeping the last good file) otherwise")
-			}
+			err = p.alwaysFatal(it, path)
 		case "block_query_wait":
 			var d time.Duration
 			if d, err = p.duration(it, path); err == nil {
@@ -261,17 +254,13 @@ func (p *parser) consul(cfg *Config, it *ast.ObjectItem) error {
 	}
 	known := []string{"address", "token", "token_file", "ssl", "retry", "transport", "auth"}
 	return p.items(obj, "consul", known, func(key, path string, it *ast.ObjectItem) (err error) {
-		var s string
 		switch key {
 		case "address":
-			s, err = p.str(it, path)
-			c.Address = &s
+			c.Address, err = ptr(p.str(it, path))
 		case "token":
-			s, err = p.str(it, path)
-			c.Token = &s
+			c.Token, err = ptr(p.str(it, path))
 		case "token_file":
-			s, err = p.str(it, path)
-			c.TokenFile = &s
+			c.TokenFile, err = ptr(p.str(it, path))
 		case "ssl":
 			return p.ssl(&c.SSL, it)
 		case "auth":
@@ -340,13 +329,9 @@ func (p *parser) template(it *ast.ObjectItem) (*Template, error) {
 		case "command":
 			t.Command, err = p.command(it, path)
 		case "command_timeout":
-			var d time.Duration
-			d, err = p.duration(it, path)
-			t.CommandTimeout = &d
+			t.CommandTimeout, err = ptr(p.duration(it, path))
 		case "perms":
-			var m fs.FileMode
-			m, err = p.perms(it, path)
-			t.Perms = &m
+			t.Perms, err = ptr(p.perms(it, path))
 		case "backup":
 			t.Backup, err = p.boolean(it, path)
 		case "wait":
@@ -358,9 +343,7 @@ func (p *parser) template(it *ast.ObjectItem) (*Template, error) {
 		case "error_on_missing_key":
 			t.ErrorOnMissingKey, err = p.boolean(it, path)
 		case "create_dest_dirs":
-			var b bool
-			b, err = p.boolean(it, path)
-			t.CreateDestDirs = &b
+			t.CreateDestDirs, err = ptr(p.boolean(it, path))
 		case "user", "group", "uid", "gid":
 			var s string
 			if lit, ok := literal(it.Val, token.NUMBER); ok {
@@ -374,10 +357,7 @@ func (p *parser) template(it *ast.ObjectItem) (*Template, error) {
 				t.Group = s
 			}
 		case "error_fatal":
-			var b bool
-			if b, err = p.boolean(it, path); err == nil && !b {
-				err = p.errf(it.Val, path, "false is not supported: a template error is always fatal in -once and logged (keeping the last good file) otherwise")
-			}
+			err = p.alwaysFatal(it, path)
 		}
 		return err
 	})
@@ -396,25 +376,33 @@ func (p *parser) exec(it *ast.ObjectItem) (*Exec, error) {
 		case "command":
 			e.Command, err = p.command(it, path)
 		case "enabled":
-			var b bool
-			b, err = p.boolean(it, path)
-			e.Enabled = &b
+			e.Enabled, err = ptr(p.boolean(it, path))
 		case "kill_signal":
 			e.KillSignal, err = p.signal(it, path)
 		case "reload_signal":
 			e.ReloadSignal, err = p.signal(it, path)
 		case "kill_timeout":
-			var d time.Duration
-			d, err = p.duration(it, path)
-			e.KillTimeout = &d
+			e.KillTimeout, err = ptr(p.duration(it, path))
 		case "splay":
-			var d time.Duration
-			d, err = p.duration(it, path)
-			e.Splay = &d
+			e.Splay, err = ptr(p.duration(it, path))
 		}
 		return err
 	})
 	return e, err
+}
+
+// ptr points at v, for the optional fields of a Config (nil: not set), so a
+// parse can be assigned in one statement: x.F, err = ptr(p.duration(it, path)).
+func ptr[T any](v T, err error) (*T, error) { return &v, err }
+
+// alwaysFatal accepts error_fatal = true (consul-template's default) and
+// refuses false, which autopilot does not offer.
+func (p *parser) alwaysFatal(it *ast.ObjectItem, path string) error {
+	b, err := p.boolean(it, path)
+	if err == nil && !b {
+		err = p.errf(it.Val, path, "false is not supported: a template error is always fatal in -once and logged (keeping the last good file) otherwise")
+	}
+	return err
 }
 
 // literal returns a literal's value as text when its token is of kind k.

@@ -72,15 +72,11 @@ type duration struct {
 }
 
 func (d *duration) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
+	s, ok, err := scalar(b)
+	if !ok {
+		return err
 	}
-	s := string(b)
-	if b[0] == '"' {
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-	} else if b[0] != '-' && (b[0] < '0' || b[0] > '9') {
+	if b[0] != '"' && b[0] != '-' && (b[0] < '0' || b[0] > '9') {
 		return fmt.Errorf("want seconds or a duration like \"1.5s\", got %s", kindOf(b))
 	}
 	v, err := ParseDuration(s)
@@ -124,14 +120,9 @@ func ParseRestarts(s string) (Restarts, error) {
 
 // UnmarshalJSON reads a restart policy (see ParseRestarts).
 func (r *Restarts) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
-	}
-	s := string(b)
-	if b[0] == '"' {
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
+	s, ok, err := scalar(b)
+	if !ok {
+		return err
 	}
 	v, err := ParseRestarts(s)
 	if err != nil {
@@ -213,14 +204,9 @@ func (g *signal) UnmarshalJSON(b []byte) error {
 type perms fs.FileMode
 
 func (p *perms) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
-	}
-	s := string(b)
-	if b[0] == '"' {
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
+	s, ok, err := scalar(b)
+	if !ok {
+		return err
 	}
 	v, err := strconv.ParseUint(s, 8, 32)
 	if err != nil || v > 0o7777 {
@@ -387,6 +373,23 @@ func (c *consulField) UnmarshalJSON(b []byte) error {
 			ClientKey: o.TLS.ClientKey, ServerName: o.TLS.ServerName, Verify: o.TLS.Verify}
 	}
 	return nil
+}
+
+// scalar is the text a value parser reads from a JSON value: a string's
+// contents, or a number's (any other literal's) own text, since the
+// dialects write "5s", 5 and "5" alike. ok is false for null, which leaves
+// the field unset, and for a string that does not decode (err says why).
+func scalar(b []byte) (s string, ok bool, err error) {
+	if string(b) == "null" {
+		return "", false, nil
+	}
+	if len(b) > 0 && b[0] == '"' {
+		if err := json.Unmarshal(b, &s); err != nil {
+			return "", false, err
+		}
+		return s, true, nil
+	}
+	return string(b), true, nil
 }
 
 func kindOf(b []byte) string {

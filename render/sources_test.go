@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/autopilot/autopilot/internal/dep"
 	"github.com/autopilot/autopilot/internal/testenv"
 )
 
@@ -27,22 +28,8 @@ func TestWatchTemplates(t *testing.T) {
 	}
 	dest := filepath.Join(dir, "out")
 	var logs testenv.Buffer
-	r, err := NewRunner(src, []Config{{Source: tmpl, Destination: dest}}, RunnerOptions{
-		WatchTemplates: true, Log: zerolog.New(&logs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	expect := func(want string) {
-		t.Helper()
-		testenv.Eventually(t, 5*time.Second, func() (bool, string) {
-			got := readFile(t, dest)
-			return got == want, got
-		})
-	}
+	runWatchingTemplates(t, src, tmpl, dest, zerolog.New(&logs))
+	expect := func(want string) { t.Helper(); expectFile(t, dest, want) }
 	expect("v1 1")
 
 	if err := os.WriteFile(tmpl, []byte(`v2 {{ len (service "web") }}`), 0o644); err != nil {
@@ -138,22 +125,8 @@ func TestWatchTemplatesFollowsSwaps(t *testing.T) {
 			dir := t.TempDir()
 			l := tc.setup(t, dir)
 			dest := filepath.Join(dir, "out") // beside the template: its writes are events too
-			r, err := NewRunner(src, []Config{{Source: l.tmpl, Destination: dest}}, RunnerOptions{
-				WatchTemplates: true, Log: zerolog.Nop()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { r.Run(ctx); close(done) }()
-			defer func() { cancel(); <-done }()
-			expect := func(want string) {
-				t.Helper()
-				testenv.Eventually(t, 5*time.Second, func() (bool, string) {
-					got := readFile(t, dest)
-					return got == want, got
-				})
-			}
+			r := runWatchingTemplates(t, src, l.tmpl, dest, zerolog.Nop())
+			expect := func(want string) { t.Helper(); expectFile(t, dest, want) }
 			expect("v1 1")
 			for _, v := range []string{"v2", "v3"} {
 				l.update(t, v+` {{ len (service "web") }}`)
@@ -172,6 +145,31 @@ func TestWatchTemplatesFollowsSwaps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runWatchingTemplates runs a Runner rendering tmpl to dest with
+// -watch-templates on, until the test ends.
+func runWatchingTemplates(t *testing.T, src dep.Source, tmpl, dest string, log zerolog.Logger) *Runner {
+	t.Helper()
+	r, err := NewRunner(src, []Config{{Source: tmpl, Destination: dest}}, RunnerOptions{
+		WatchTemplates: true, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return r
+}
+
+// expectFile waits until dest holds want.
+func expectFile(t *testing.T, dest, want string) {
+	t.Helper()
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		got := readFile(t, dest)
+		return got == want, got
+	})
 }
 
 func must(t *testing.T, err error) {

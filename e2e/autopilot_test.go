@@ -100,27 +100,14 @@ func (s *stack) start(name, config string, env []string, argv ...string) *autopi
 		t.Fatalf("start %s: %v", name, err)
 	}
 	go func() {
-		err := a.cmd.Wait()
-		a.code = exitCode(a.cmd, err)
+		a.cmd.Wait()
+		a.code = testenv.ExitCode(a.cmd)
 		close(a.done)
 	}()
 	s.mu.Lock()
 	s.all = append(s.all, a)
 	s.mu.Unlock()
 	return a
-}
-
-func exitCode(cmd *exec.Cmd, err error) int {
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-		if ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return ws.ExitStatus()
-	}
-	if err != nil {
-		return -1
-	}
-	return 0
 }
 
 // Log is everything the process and its app wrote so far.

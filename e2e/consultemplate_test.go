@@ -130,8 +130,8 @@ func TestConsulTemplateSymlinkRunsArticleNginx(t *testing.T) {
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 		cmd.Env = env
 		cmd.Dir = dir
-		out, err := cmd.CombinedOutput()
-		return exitCode(cmd, err), string(out)
+		out, _ := cmd.CombinedOutput()
+		return testenv.ExitCode(cmd), string(out)
 	}
 
 	// preStart, as the article's config spells it (sh looks consul-template up on PATH).
@@ -348,11 +348,11 @@ template {
 		cmd.Env = append(os.Environ(), "CONSUL_HTTP_ADDR=", "CONSUL_HTTP_TOKEN=")
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
+		cmd.Run()
 		if ctx.Err() != nil {
 			t.Fatalf("%s %q: timed out", bin, a)
 		}
-		return exitCode(cmd, err), stdout.String(), stderr.String()
+		return testenv.ExitCode(cmd), stdout.String(), stderr.String()
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -450,8 +450,8 @@ func TestConsulTemplateReloadSignalAndTerm(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-exited:
-		if code := exitCode(cmd, err); code != 12 {
+	case <-exited:
+		if code := testenv.ExitCode(cmd); code != 12 {
 			t.Fatalf("exit %d after SIGTERM, want 12\n%s", code, stderr.String())
 		}
 	case <-time.After(10 * time.Second):

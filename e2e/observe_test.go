@@ -101,8 +101,8 @@ func (o *observed) run(bin string, args ...string) (int, string) {
 	o.t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = o.env
-	out, err := cmd.CombinedOutput()
-	return exitCode(cmd, err), string(out)
+	out, _ := cmd.CombinedOutput()
+	return testenv.ExitCode(cmd), string(out)
 }
 
 type scraped map[string]*dto.MetricFamily
@@ -565,8 +565,8 @@ func TestContainerPilotNameRunsSupervisor(t *testing.T) {
 			}
 			go func() { done <- cmd.Wait() }()
 			select {
-			case err := <-done:
-				if code := exitCode(cmd, err); code != tc.code {
+			case <-done:
+				if code := testenv.ExitCode(cmd); code != tc.code {
 					t.Errorf("containerpilot %v: exit %d, want %d\n%s", tc.args, code, tc.code, out.String())
 				}
 			case <-time.After(30 * time.Second):

@@ -49,8 +49,8 @@ for i in $(seq 200); do z=$(ps -eo stat= | grep -c '^Z'); [ "$z" = 0 ] && break;
 echo "pid1=$(ps -o comm= -p 1) zombies=$z"
 exit 7`
 	cmd, out := pid1(t, "sh", "-c", script)
-	err := cmd.Wait()
-	if code := exitCode(cmd, err); code != 7 {
+	cmd.Wait()
+	if code := testenv.ExitCode(cmd); code != 7 {
 		t.Fatalf("exit code %d, want the app's 7\n%s", code, out)
 	}
 	if !strings.Contains(out.String(), "pid1=autopilot zombies=0") {
@@ -74,8 +74,8 @@ func TestPID1SIGTERM(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
-	case err := <-done:
-		if code := exitCode(cmd, err); code != 143 {
+	case <-done:
+		if code := testenv.ExitCode(cmd); code != 143 {
 			t.Fatalf("exit code %d, want 143 (the app killed by SIGTERM)\n%s", code, out)
 		}
 	case <-time.After(20 * time.Second):

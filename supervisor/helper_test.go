@@ -249,10 +249,7 @@ func startSup(t *testing.T, cfg, addr string, env []string, argv ...string) *sup
 	}
 	go func() {
 		s.cmd.Wait()
-		s.code = s.cmd.ProcessState.ExitCode()
-		if ws, ok := s.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			s.code = 128 + int(ws.Signal())
-		}
+		s.code = testenv.ExitCode(s.cmd)
 		close(s.done)
 	}()
 	t.Cleanup(func() {

@@ -211,11 +211,7 @@ func TestBrokenStderrPipe(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		cmd.Wait()
-		code := cmd.ProcessState.ExitCode()
-		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			code = 128 + int(ws.Signal())
-		}
-		done <- code
+		done <- testenv.ExitCode(cmd)
 	}()
 	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 	sc := bufio.NewScanner(r)

@@ -247,18 +247,8 @@ func (c *Container) Start(t testing.TB, env []string, argv ...string) {
 		t.Fatalf("start container %s: %v", c.Name, err)
 	}
 	go func() {
-		err := c.Cmd.Wait()
-		c.code = -1
-		if ws, ok := c.Cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-			switch {
-			case ws.Signaled():
-				c.code = 128 + int(ws.Signal())
-			default:
-				c.code = ws.ExitStatus()
-			}
-		} else if err == nil {
-			c.code = 0
-		}
+		c.Cmd.Wait()
+		c.code = ExitCode(c.Cmd)
 		close(c.done)
 	}()
 }

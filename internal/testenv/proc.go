@@ -134,6 +134,18 @@ func children(ppid int) []int {
 	return pids
 }
 
+// ExitCode is a waited-for command's shell-style status: its exit code, or
+// 128+N when signal N killed it; -1 when it has not been waited for.
+func ExitCode(cmd *exec.Cmd) int {
+	if cmd.ProcessState == nil {
+		return -1
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return cmd.ProcessState.ExitCode()
+}
+
 type procStat struct {
 	state string
 	ppid  int

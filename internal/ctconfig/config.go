@@ -100,41 +100,23 @@ type Exec struct {
 // Merge layers o over c: set scalars of o win, templates are appended (as
 // consul-template merges its config files and then the flags).
 func (c *Config) Merge(o *Config) {
-	setS := func(dst **string, src *string) {
-		if src != nil {
-			*dst = src
-		}
-	}
-	setB := func(dst **bool, src *bool) {
-		if src != nil {
-			*dst = src
-		}
-	}
-	setS(&c.Consul.Address, o.Consul.Address)
-	setS(&c.Consul.Token, o.Consul.Token)
-	setS(&c.Consul.TokenFile, o.Consul.TokenFile)
-	setB(&c.Consul.SSL.Enabled, o.Consul.SSL.Enabled)
-	setB(&c.Consul.SSL.Verify, o.Consul.SSL.Verify)
-	setS(&c.Consul.SSL.Cert, o.Consul.SSL.Cert)
-	setS(&c.Consul.SSL.Key, o.Consul.SSL.Key)
-	setS(&c.Consul.SSL.CACert, o.Consul.SSL.CACert)
-	setS(&c.Consul.SSL.CAPath, o.Consul.SSL.CAPath)
-	setS(&c.Consul.SSL.ServerName, o.Consul.SSL.ServerName)
+	set(&c.Consul.Address, o.Consul.Address)
+	set(&c.Consul.Token, o.Consul.Token)
+	set(&c.Consul.TokenFile, o.Consul.TokenFile)
+	set(&c.Consul.SSL.Enabled, o.Consul.SSL.Enabled)
+	set(&c.Consul.SSL.Verify, o.Consul.SSL.Verify)
+	set(&c.Consul.SSL.Cert, o.Consul.SSL.Cert)
+	set(&c.Consul.SSL.Key, o.Consul.SSL.Key)
+	set(&c.Consul.SSL.CACert, o.Consul.SSL.CACert)
+	set(&c.Consul.SSL.CAPath, o.Consul.SSL.CAPath)
+	set(&c.Consul.SSL.ServerName, o.Consul.SSL.ServerName)
 	c.Templates = append(c.Templates, o.Templates...)
-	if o.Wait != nil {
-		c.Wait = o.Wait
-	}
-	setS(&c.LogLevel, o.LogLevel)
-	if o.MaxStale != nil {
-		c.MaxStale = o.MaxStale
-	}
-	if o.KillSignal != nil {
-		c.KillSignal = o.KillSignal
-	}
-	if o.ReloadSignal != nil {
-		c.ReloadSignal = o.ReloadSignal
-	}
-	setS(&c.PidFile, o.PidFile)
+	set(&c.Wait, o.Wait)
+	set(&c.LogLevel, o.LogLevel)
+	set(&c.MaxStale, o.MaxStale)
+	set(&c.KillSignal, o.KillSignal)
+	set(&c.ReloadSignal, o.ReloadSignal)
+	set(&c.PidFile, o.PidFile)
 	if o.Exec != nil {
 		if c.Exec == nil {
 			c.Exec = &Exec{}
@@ -143,25 +125,24 @@ func (c *Config) Merge(o *Config) {
 		if len(n.Command) > 0 {
 			e.Command = n.Command
 		}
-		if n.KillSignal != nil {
-			e.KillSignal = n.KillSignal
-		}
-		if n.KillTimeout != nil {
-			e.KillTimeout = n.KillTimeout
-		}
-		if n.ReloadSignal != nil {
-			e.ReloadSignal = n.ReloadSignal
-		}
-		if n.Splay != nil {
-			e.Splay = n.Splay
-		}
-		setB(&e.Enabled, n.Enabled)
+		set(&e.KillSignal, n.KillSignal)
+		set(&e.KillTimeout, n.KillTimeout)
+		set(&e.ReloadSignal, n.ReloadSignal)
+		set(&e.Splay, n.Splay)
+		set(&e.Enabled, n.Enabled)
 	}
-	setS(&c.LeftDelim, o.LeftDelim)
-	setS(&c.RightDelim, o.RightDelim)
+	set(&c.LeftDelim, o.LeftDelim)
+	set(&c.RightDelim, o.RightDelim)
 	c.Once = c.Once || o.Once
 	c.Dry = c.Dry || o.Dry
 	c.Warnings = append(c.Warnings, o.Warnings...)
+}
+
+// set makes *dst v where v is set (not nil): the later layer wins.
+func set[T any](dst **T, v *T) {
+	if v != nil {
+		*dst = v
+	}
 }
 
 // Validate checks what only the merged config can tell.

@@ -116,20 +116,6 @@ func (s *nsStack) startNginx() {
 
 func (s *nsStack) url(path string) string { return "http://" + s.nginx.IP + path }
 
-// instances lists the passing instances of service name as address:port.
-func (s *nsStack) instances(name string) ([]string, error) {
-	entries, _, err := s.client.Health().Service(name, "", true, nil)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, e := range entries {
-		out = append(out, fmt.Sprintf("%s:%d", e.Service.Address, e.Service.Port))
-	}
-	sort.Strings(out)
-	return out, nil
-}
-
 func endpoints(port int, cs ...*testenv.Container) []string {
 	var out []string
 	for _, c := range cs {
@@ -144,7 +130,7 @@ func (s *nsStack) waitPassing(name string, port int, cs ...*testenv.Container) {
 	s.t.Helper()
 	want := endpoints(port, cs...)
 	testenv.Eventually(s.t, 60*time.Second, func() (bool, string) {
-		got, err := s.instances(name)
+		got, err := passing(s.client, name)
 		return err == nil && slices.Equal(got, want), fmt.Sprintf("passing %v, want %v (%v)", got, want, err)
 	})
 }

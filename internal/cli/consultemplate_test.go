@@ -66,33 +66,44 @@ func TestConsulTemplateNameOffline(t *testing.T) {
 	}
 }
 
-// -exec: the child starts after the first render, gets -exec-reload-signal
-// when the file changes, and the kill signal (here: ctx ends) stops it.
-func TestConsulTemplateExecReloadSignal(t *testing.T) {
+// execSetup starts a Consul agent holding the key k = "one" and makes a
+// temporary directory with k.ctmpl (it renders k) the working directory of
+// the test; put sets k, read reads a file of that directory.
+func execSetup(t *testing.T) (addr string, put func(v string), read func(name string) string) {
+	t.Helper()
 	agent := testenv.StartConsul(t)
 	kv := agent.Client(t).KV()
-	if _, err := kv.Put(&api.KVPair{Key: "k", Value: []byte("one")}, nil); err != nil {
-		t.Fatal(err)
+	put = func(v string) {
+		t.Helper()
+		if _, err := kv.Put(&api.KVPair{Key: "k", Value: []byte(v)}, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
+	put("one")
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "k.ctmpl"), []byte("{{ key \"k\" }}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	t.Chdir(dir)
+	read = func(name string) string { b, _ := os.ReadFile(filepath.Join(dir, name)); return string(b) }
+	return agent.HTTPAddr, put, read
+}
+
+// -exec: the child starts after the first render, gets -exec-reload-signal
+// when the file changes, and the kill signal (here: ctx ends) stops it.
+func TestConsulTemplateExecReloadSignal(t *testing.T) {
+	addr, put, read := execSetup(t)
 	child := `trap 'cat out.txt >> hups' HUP; echo started >> starts; while :; do sleep 0.05; done`
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan int, 1)
-	t.Chdir(dir)
 	go func() {
-		code, _, _ := runCT(t, ctx, "", "-consul-addr", agent.HTTPAddr, "-template", "k.ctmpl:out.txt",
+		code, _, _ := runCT(t, ctx, "", "-consul-addr", addr, "-template", "k.ctmpl:out.txt",
 			"-exec", "sh -c \""+child+"\"", "-exec-reload-signal", "SIGHUP", "-exec-kill-timeout", "2s")
 		done <- code
 	}()
-	read := func(name string) string { b, _ := os.ReadFile(filepath.Join(dir, name)); return string(b) }
 	testenv.Eventually(t, 15*time.Second, func() (bool, string) { return read("starts") == "started\n", "starts: " + read("starts") })
-	if _, err := kv.Put(&api.KVPair{Key: "k", Value: []byte("two")}, nil); err != nil {
-		t.Fatal(err)
-	}
+	put("two")
 	testenv.Eventually(t, 15*time.Second, func() (bool, string) { return read("hups") == "two\n", "hups: " + read("hups") })
 	if got := read("starts"); got != "started\n" {
 		t.Errorf("child restarted instead of signalled: %q", got)
@@ -175,36 +186,22 @@ func readFileT(t *testing.T, p string) string {
 // gets the kill signal first), as consul-template does; the child's own
 // exit then ends the run with its code.
 func TestConsulTemplateExecRestartAndExitCode(t *testing.T) {
-	agent := testenv.StartConsul(t)
-	kv := agent.Client(t).KV()
-	if _, err := kv.Put(&api.KVPair{Key: "k", Value: []byte("one")}, nil); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "k.ctmpl"), []byte("{{ key \"k\" }}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	addr, put, read := execSetup(t)
 	// The child records each start and each SIGTERM; it exits 7 by itself
 	// once the file says "three".
 	child := `trap 'echo term >> terms; exit 0' TERM; cat out.txt >> starts; while :; do grep -q three out.txt && exit 7; sleep 0.05; done`
 	done := make(chan int, 1)
-	t.Chdir(dir)
 	go func() {
-		code, _, _ := runCT(t, context.Background(), "", "-consul-addr", agent.HTTPAddr, "-template", "k.ctmpl:out.txt",
+		code, _, _ := runCT(t, context.Background(), "", "-consul-addr", addr, "-template", "k.ctmpl:out.txt",
 			"-exec", "sh -c \""+child+"\"", "-exec-kill-timeout", "5s")
 		done <- code
 	}()
-	read := func(name string) string { b, _ := os.ReadFile(filepath.Join(dir, name)); return string(b) }
 	testenv.Eventually(t, 15*time.Second, func() (bool, string) { return read("starts") == "one\n", "starts: " + read("starts") })
-	if _, err := kv.Put(&api.KVPair{Key: "k", Value: []byte("two")}, nil); err != nil {
-		t.Fatal(err)
-	}
+	put("two")
 	testenv.Eventually(t, 15*time.Second, func() (bool, string) {
 		return read("starts") == "one\ntwo\n" && read("terms") == "term\n", "starts: " + read("starts") + " terms: " + read("terms")
 	})
-	if _, err := kv.Put(&api.KVPair{Key: "k", Value: []byte("three")}, nil); err != nil {
-		t.Fatal(err)
-	}
+	put("three")
 	select {
 	case code := <-done:
 		// "three" restarts the child once more; that child sees it and exits 7.

@@ -105,6 +105,7 @@ func runSupervisorAs(ctx context.Context, name string, args []string, stdout, st
 		fmt.Fprintf(stderr, "autopilot: %v\n", err)
 		return exitUsage
 	}
+	tuneGC()
 	opts := supervisor.Options{Consul: f.consul, Stdout: stdout, Stderr: stderr, Log: log}
 	if f.config != "" {
 		spec := f.config

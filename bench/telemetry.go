@@ -13,25 +13,47 @@ import (
 	"time"
 )
 
-// telemetryConfig is a ContainerPilot 3 config (JSON is JSON5) with the app,
-// 3 registered services, 3 watches and its own control socket; with tport
-// > 0 it also has a telemetry block with two user metrics.
+// telemetryConfig is a ContainerPilot 3 config (JSON is JSON5) of the size
+// issue 8's cost goal names: ten jobs (the app, 3 registered services, a
+// preStart, a co-process, a periodic task, 3 onChange hooks), 3 watches, 2
+// templates, and its own control socket; with tport > 0 it also has a
+// telemetry block with two user metrics.
 func telemetryConfig(consulAddr, dir, self string, tport, n int) ([]byte, error) {
-	jobs := []map[string]any{{"name": "app", "exec": []string{self}}}
+	jobs := []map[string]any{
+		{"name": "setup", "exec": []string{"true"}},
+		{"name": "app", "exec": []string{self}, "when": map[string]any{"source": "setup", "once": "exitSuccess"}},
+		{"name": "sidecar", "exec": []string{"sleep", "100000"}, "restarts": "unlimited"},
+		{"name": "tick", "exec": []string{"true"}, "when": map[string]any{"interval": "10s"}},
+	}
 	var watches []map[string]any
 	for i := range 3 {
 		jobs = append(jobs, map[string]any{
 			"name": fmt.Sprintf("svc-%d-%d", n, i), "port": 18100 + 10*n + i, "interfaces": []string{"static:127.0.0.1"},
 			"health": map[string]any{"exec": []string{"true"}, "interval": 5, "ttl": 15},
+		}, map[string]any{
+			"name": fmt.Sprintf("on-backend-%d", i), "exec": []string{"true"},
+			"when": map[string]any{"source": fmt.Sprintf("watch.backend-%d", i), "each": "changed"},
 		})
 		watches = append(watches, map[string]any{"name": fmt.Sprintf("backend-%d", i), "interval": 3})
 	}
+	var templates []map[string]any
+	for i := range 2 {
+		src := filepath.Join(dir, fmt.Sprintf("upstreams-%d-%d.ctmpl", n, i))
+		text := fmt.Sprintf("{{ range service \"backend-%d\" }}server {{ .Address }}:{{ .Port }};\n{{ end }}", i)
+		if err := os.WriteFile(src, []byte(text), 0o644); err != nil {
+			return nil, err
+		}
+		templates = append(templates, map[string]any{
+			"source": src, "destination": filepath.Join(dir, fmt.Sprintf("upstreams-%d-%d.conf", n, i)),
+		})
+	}
 	c := map[string]any{
-		"consul":  consulAddr,
-		"logging": map[string]any{"level": "warn"},
-		"control": map[string]any{"socket": filepath.Join(dir, fmt.Sprintf("ctl-%d.sock", n))},
-		"jobs":    jobs,
-		"watches": watches,
+		"consul":    consulAddr,
+		"logging":   map[string]any{"level": "warn"},
+		"control":   map[string]any{"socket": filepath.Join(dir, fmt.Sprintf("ctl-%d.sock", n))},
+		"jobs":      jobs,
+		"watches":   watches,
+		"templates": templates,
 	}
 	if tport > 0 {
 		c["telemetry"] = map[string]any{
@@ -78,7 +100,7 @@ func (e *env) telemetry(cfg config) (*table, error) {
 		return nil, err
 	}
 	ap := e.tools[0].bin
-	tb := &table{title: fmt.Sprintf("6. Telemetry overhead: autopilot idle with telemetry on (scraped every 5 s) vs off, %s idle", cfg.idle)}
+	tb := &table{title: fmt.Sprintf("6. Idle cost, ten jobs, three watches, two templates: autopilot with telemetry on (scraped every 5 s) vs off, %s idle", cfg.idle)}
 	tb.cols = [2]string{"telemetry on", "telemetry off"}
 	var ps [2]*proc
 	var confs [2][]byte
@@ -165,6 +187,6 @@ idle:
 	tb.rows = append(tb.rows, row{metric: "scrape time, median", ap: float64(percentile(scrapes, 50)) / 1e6, ct: 0, unit: "ms", noRatio: true})
 	tb.rows = append(tb.rows, row{metric: "scrape size", ap: float64(size) / 1024, ct: 0, unit: "KiB", noRatio: true})
 	tb.command(fmt.Sprintf("%s -config autopilot.json5   (app job: the harness binary idling)", filepath.Base(ap)))
-	tb.note("Goal (issue 10): idle RSS under 20 MB and CPU under 1%% of a core with telemetry on. The autopilot process is measured alone (the app is its child). %d scrapes of /metrics during the window. Config with telemetry: %s", len(scrapes), strings.Join(strings.Fields(string(confs[0])), " "))
+	tb.note("Goals (issues 8, 10, 13): idle RSS under 20 MB and CPU under 1%% of a core, with telemetry on. The autopilot process is measured alone (the app is its child). %d scrapes of /metrics during the window. Config with telemetry: %s", len(scrapes), strings.Join(strings.Fields(string(confs[0])), " "))
 	return tb, nil
 }

@@ -247,12 +247,13 @@ func (g *generation) startLoops() {
 }
 
 // awaitMainStart waits, at most maxWait, until the Main job's process has
-// been started (or failed to start) when the startup event starts it, so
-// that the loops that talk to Consul do not compete with the app's fork
-// and exec for the CPU and for syscall.ForkLock (issue 13: start-to-exec).
-// A Main job that waits for another event (a preStart's success, a watch)
-// is not waited for: the loops may be what it waits for.
-func (g *generation) awaitMainStart(maxWait time.Duration) {
+// been started (or failed to start) when the startup event starts it, and
+// then grace more, so that the loops that talk to Consul and run health
+// checks do not compete with the app's fork, exec and own start-up for the
+// CPU and for syscall.ForkLock (issue 13: start-to-exec). A Main job that
+// waits for another event (a preStart's success, a watch) is not waited
+// for: the loops may be what it waits for.
+func (g *generation) awaitMainStart(maxWait, grace time.Duration) {
 	m := g.main
 	if m == nil || m.trigger != (eventKey{"", config.Startup}) || m.periodic {
 		return
@@ -265,6 +266,8 @@ func (g *generation) awaitMainStart(maxWait time.Duration) {
 	defer t.Stop()
 	select {
 	case <-r.started:
+		t.Reset(grace)
+		<-t.C
 	case <-t.C:
 	}
 }

@@ -246,30 +246,38 @@ func (g *generation) startLoops() {
 	}
 }
 
-// awaitMainStart waits, at most maxWait, until the Main job's process has
-// been started (or failed to start) when the startup event starts it, and
-// then grace more, so that the loops that talk to Consul and run health
-// checks do not compete with the app's fork, exec and own start-up for the
-// CPU and for syscall.ForkLock (issue 13: start-to-exec). A Main job that
-// waits for another event (a preStart's success, a watch) is not waited
-// for: the loops may be what it waits for.
+// awaitMainStart waits, at most maxWait, until every job that the startup
+// event starts (the Main job, co-processes, a preStart; not a job that
+// waits for another event) has had its process started (or failed to
+// start), and then grace more, so that the loops that talk to Consul and
+// run health checks do not compete with those forks, execs and the
+// processes' own start-up for the CPU and for syscall.ForkLock (issue 13:
+// start-to-exec). A job that waits for another event (a preStart's
+// success, a watch) is not waited for: the loops may be what it waits for.
 func (g *generation) awaitMainStart(maxWait, grace time.Duration) {
-	m := g.main
-	if m == nil || m.trigger != (eventKey{"", config.Startup}) || m.periodic {
-		return
+	var started []chan struct{}
+	for _, j := range g.jobs {
+		if j.cfg.Exec.IsZero() || j.trigger != (eventKey{"", config.Startup}) {
+			continue
+		}
+		if r, _ := j.snapshot(); r.started != nil {
+			started = append(started, r.started)
+		}
 	}
-	r, _ := m.snapshot()
-	if r.started == nil {
+	if len(started) == 0 {
 		return
 	}
 	t := time.NewTimer(maxWait)
 	defer t.Stop()
-	select {
-	case <-r.started:
-		t.Reset(grace)
-		<-t.C
-	case <-t.C:
+	for _, ch := range started {
+		select {
+		case <-ch:
+		case <-t.C:
+			return
+		}
 	}
+	t.Reset(grace)
+	<-t.C
 }
 
 // stopLoops stops health checks, registrations, watches and templates and

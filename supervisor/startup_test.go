@@ -17,64 +17,73 @@ import (
 	"github.com/autopilot/autopilot/supervisor/config"
 )
 
-// TestAppForkedBeforeConsulTraffic: the Main job's process is started
-// before the supervisor's first request to the agent, although a
-// registration and a watch want the agent at once (issue 13: nothing that
-// talks to Consul may delay the app's start).
+// TestAppForkedBeforeConsulTraffic: the processes the startup event starts
+// (the command line's app, or a ContainerPilot 3 job) are started before
+// the supervisor's first request to the agent, although a registration and
+// a watch want the agent at once (issue 13: nothing that talks to Consul
+// may delay the app's start).
 func TestAppForkedBeforeConsulTraffic(t *testing.T) {
-	var sp atomic.Pointer[Supervisor]
-	var pidAtFirst atomic.Int64 // -1: no request yet
-	pidAtFirst.Store(-1)
-	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		pid := int64(-2)
-		if s := sp.Load(); s != nil {
-			pid = s.mainPID.Load()
-		}
-		pidAtFirst.CompareAndSwap(-1, pid)
-		http.Error(w, "test agent", http.StatusServiceUnavailable)
-	}))
-	defer agent.Close()
-	path := writeConfig(t, t.TempDir(), `{
-  consul: "localhost:8500",
-  jobs: [{name: "web", port: 8080, interfaces: ["static:127.0.0.1"], health: {exec: "true", interval: 1, ttl: 10}}],
-  watches: [{name: "backend", interval: 1}],
-}`)
-	cfg, err := config.Load(path, os.LookupEnv)
-	if err == nil {
-		cfg, err = cfg.WithApp(helper("sleep"))
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	sigs := make(chan os.Signal, 1)
-	s, err := New(cfg, Options{
-		Consul: strings.TrimPrefix(agent.URL, "http://"), Signals: sigs,
-		Log: zerolog.Nop(), Stdout: io.Discard, Stderr: io.Discard,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, kv := range helperEnv {
-		k, v, _ := strings.Cut(kv, "=")
-		s.PutEnv(k, v)
-	}
-	sp.Store(s)
-	done := make(chan int, 1)
-	go func() { done <- s.Run(context.Background()) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for pidAtFirst.Load() == -1 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	sigs <- syscall.SIGTERM
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("supervisor did not stop")
-	}
-	switch got := pidAtFirst.Load(); {
-	case got == -1:
-		t.Fatal("no request reached the agent within 20s")
-	case got <= 0:
-		t.Fatalf("the first request reached the agent before the app was started (main pid %d)", got)
+	const registration = `{name: "web", port: 8080, interfaces: ["static:127.0.0.1"], health: {exec: "true", interval: 1, ttl: 10}}`
+	for _, c := range []struct {
+		name, jobs, app string
+		argv            []string
+	}{
+		{name: "command line", jobs: registration, app: "main", argv: helper("sleep")},
+		{name: "v3 job", jobs: `{name: "app", exec: ["` + strings.Join(helper("sleep"), `", "`) + `"]}, ` + registration, app: "app"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var sp atomic.Pointer[Supervisor]
+			var first atomic.Int32 // 0: no request yet; 1: the app had started; 2: it had not
+			agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				state := int32(2)
+				if s := sp.Load(); s != nil {
+					if r, _ := s.current().byName[c.app].snapshot(); r.starts > 0 {
+						state = 1
+					}
+				}
+				first.CompareAndSwap(0, state)
+				http.Error(w, "test agent", http.StatusServiceUnavailable)
+			}))
+			defer agent.Close()
+			path := writeConfig(t, t.TempDir(), `{consul: "localhost:8500", jobs: [`+c.jobs+`], watches: [{name: "backend", interval: 1}]}`)
+			cfg, err := config.Load(path, os.LookupEnv)
+			if err == nil && c.argv != nil {
+				cfg, err = cfg.WithApp(c.argv)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			sigs := make(chan os.Signal, 1)
+			s, err := New(cfg, Options{
+				Consul: strings.TrimPrefix(agent.URL, "http://"), Signals: sigs,
+				Log: zerolog.Nop(), Stdout: io.Discard, Stderr: io.Discard,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, kv := range helperEnv {
+				k, v, _ := strings.Cut(kv, "=")
+				s.PutEnv(k, v)
+			}
+			sp.Store(s)
+			done := make(chan int, 1)
+			go func() { done <- s.Run(context.Background()) }()
+			deadline := time.Now().Add(20 * time.Second)
+			for first.Load() == 0 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			sigs <- syscall.SIGTERM
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("supervisor did not stop")
+			}
+			switch first.Load() {
+			case 0:
+				t.Fatal("no request reached the agent within 20s")
+			case 2:
+				t.Fatalf("the first request reached the agent before job %s was started", c.app)
+			}
+		})
 	}
 }

@@ -85,7 +85,7 @@ var kinds = [...]kindSpec{
 		},
 		element: func(q Query, raw []byte) (any, error) {
 			var e *api.ServiceEntry
-			if err := json.Unmarshal(raw, &e); err != nil {
+			if err := safeUnmarshal(raw, &e); err != nil {
 				return nil, err
 			}
 			if s := FromServiceEntries(q, []*api.ServiceEntry{e}); len(s) == 1 {
@@ -166,7 +166,7 @@ var kinds = [...]kindSpec{
 		},
 		element: func(q Query, raw []byte) (any, error) {
 			var p *api.KVPair
-			if err := json.Unmarshal(raw, &p); err != nil || p == nil {
+			if err := safeUnmarshal(raw, &p); err != nil || p == nil {
 				return nil, err
 			}
 			return p, nil
@@ -217,7 +217,7 @@ var kinds = [...]kindSpec{
 		},
 		element: func(q Query, raw []byte) (any, error) {
 			var n *api.Node
-			if err := json.Unmarshal(raw, &n); err != nil || n == nil {
+			if err := safeUnmarshal(raw, &n); err != nil || n == nil {
 				return nil, err
 			}
 			return n, nil
@@ -252,7 +252,20 @@ func unmarshal(body []byte, out any) error {
 	if len(body) == 0 {
 		return nil
 	}
-	return json.Unmarshal(body, out)
+	return safeUnmarshal(body, out)
+}
+
+// safeUnmarshal is json.Unmarshal that turns a panic into an error: some of
+// consul/api's UnmarshalJSON methods dereference nil on input Consul would
+// not send (a health check whose Definition is null, found by FuzzDecoder),
+// and a malformed answer must never take PID 1 down.
+func safeUnmarshal(data []byte, out any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("decode Consul's answer: malformed JSON (%v)", r)
+		}
+	}()
+	return json.Unmarshal(data, out)
 }
 
 // Path is the HTTP path of the request that fetches q, e.g.

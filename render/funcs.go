@@ -28,6 +28,7 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/autopilot/autopilot/internal/dep"
+	"github.com/autopilot/autopilot/internal/lazyre"
 )
 
 // This file holds consul-template's helper functions: everything a
@@ -259,7 +260,7 @@ func groupByTags[T any](items []T, tags func(T) []string) map[string][]T {
 	return m
 }
 
-var metaUnsafe = regexp.MustCompile(`[^a-zA-Z0-9_-]`)
+var metaUnsafe = lazyre.New(`[^a-zA-Z0-9_-]`)
 
 // byMeta groups services by the values of one or more comma-separated
 // ServiceMeta keys, joined with "_". A missing value is "_no_KEY_"; a key
@@ -286,7 +287,7 @@ func byMeta(meta string, services []*dep.HealthService) (map[string][]*dep.Healt
 				}
 				v = fmt.Sprintf("%05d", n)
 			}
-			parts = append(parts, metaUnsafe.ReplaceAllString(v, "_"))
+			parts = append(parts, metaUnsafe().ReplaceAllString(v, "_"))
 		}
 		key := strings.Join(parts, "_")
 		groups[key] = append(groups[key], s)

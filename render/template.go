@@ -10,13 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"text/template"
 	"time"
 
 	"github.com/autopilot/autopilot/internal/dep"
+	"github.com/autopilot/autopilot/internal/lazyre"
 )
 
 // Template is a parsed template. Parsing happens once; each Execute binds
@@ -252,7 +252,7 @@ func positionError(name, text string, err error) error {
 	if _, scanErr := fmt.Sscanf(line, "%d", &ln); scanErr != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	if m := undefinedFunc.FindStringSubmatch(detail); m != nil {
+	if m := undefinedFunc().FindStringSubmatch(detail); m != nil {
 		if why, ok := leftOut[m[1]]; ok {
 			// Say why, not just "not defined": the user's template came from
 			// consul-template, where the function exists.
@@ -280,7 +280,7 @@ func positionError(name, text string, err error) error {
 }
 
 // action matches one {{ ... }} action, with its trim markers.
-var action = regexp.MustCompile(`(?s){{-?\s*(/\*.*?\*/|[^{}]*?)\s*-?}}`)
+var action = lazyre.New(`(?s){{-?\s*(/\*.*?\*/|[^{}]*?)\s*-?}}`)
 
 // unclosedBlock finds the innermost block action (range, if, with, define,
 // block) that has no matching end, so "unexpected EOF" can point at where
@@ -291,7 +291,7 @@ func unclosedBlock(text string) (line, col int, what string, ok bool) {
 		what string
 	}
 	var stack []open
-	for _, m := range action.FindAllStringSubmatchIndex(text, -1) {
+	for _, m := range action().FindAllStringSubmatchIndex(text, -1) {
 		body := strings.TrimSpace(text[m[2]:m[3]])
 		word, _, _ := strings.Cut(body, " ")
 		switch word {
@@ -358,9 +358,9 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-var undefinedFunc = regexp.MustCompile(`^function "([^"]+)" not defined$`)
+var undefinedFunc = lazyre.New(`^function "([^"]+)" not defined$`)
 
-var quoted = regexp.MustCompile(`"([^"]+)"|(\S+) not defined`)
+var quoted = lazyre.New(`"([^"]+)"|(\S+) not defined`)
 
 // guessColumn finds the 1-based column of the token an error names on line ln.
 func guessColumn(text string, ln int, detail string) int {
@@ -369,7 +369,7 @@ func guessColumn(text string, ln int, detail string) int {
 		return 0
 	}
 	l := lines[ln-1]
-	if m := quoted.FindStringSubmatch(detail); m != nil {
+	if m := quoted().FindStringSubmatch(detail); m != nil {
 		tok := m[1]
 		if tok == "" {
 			tok = m[2]
@@ -402,7 +402,7 @@ func (e *PositionError) Error() string {
 func (e *PositionError) Unwrap() error { return e.Err }
 
 // execPos matches text/template's "template: NAME:LINE:COL: executing ..." prefix.
-var execPos = regexp.MustCompile(`^template: (.*?):(\d+):(\d+): (.*)$`)
+var execPos = lazyre.New(`^template: (.*?):(\d+):(\d+): (.*)$`)
 
 // executeError reformats an execution error as file:line:col: message.
 func executeError(name string, err error) error {
@@ -411,7 +411,7 @@ func executeError(name string, err error) error {
 	if errors.As(err, &ee) {
 		msg = ee.Err.Error()
 	}
-	if m := execPos.FindStringSubmatch(msg); m != nil {
+	if m := execPos().FindStringSubmatch(msg); m != nil {
 		var ln, col int
 		fmt.Sscanf(m[2], "%d", &ln)
 		fmt.Sscanf(m[3], "%d", &col)
@@ -421,14 +421,14 @@ func executeError(name string, err error) error {
 }
 
 // callErr matches text/template's "error calling NAME: " prefix.
-var callErr = regexp.MustCompile(`error calling (\w+): `)
+var callErr = lazyre.New(`error calling (\w+): `)
 
 // tidyExecMsg drops what the position already says: text/template's
 // `executing "FILE"` (the file is named once, in front), and a function's
 // own name repeated after "error calling NAME:".
 func tidyExecMsg(name, msg string) string {
 	msg = strings.Replace(msg, fmt.Sprintf("executing %q at ", name), "at ", 1)
-	if m := callErr.FindStringSubmatchIndex(msg); m != nil {
+	if m := callErr().FindStringSubmatchIndex(msg); m != nil {
 		fn := msg[m[2]:m[3]]
 		rest := msg[m[1]:]
 		if strings.HasPrefix(rest, fn+": ") {

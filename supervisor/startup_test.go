@@ -87,3 +87,33 @@ func TestAppForkedBeforeConsulTraffic(t *testing.T) {
 		})
 	}
 }
+
+// TestShutdownCaughtBeforeJobsStart: a SIGTERM caught before Run starts the
+// jobs (the command line catches signals from before the config loads)
+// ends the run with 143, and no job is started; a SIGUSR1 caught with it
+// is handled (maintenance) and does not end the run.
+func TestShutdownCaughtBeforeJobsStart(t *testing.T) {
+	dir := t.TempDir()
+	marker := dir + "/started"
+	path := writeConfig(t, dir, `{consul: "127.0.0.1:1", jobs: [{name: "app", exec: ["touch", "`+marker+`"]}]}`)
+	cfg, err := config.Load(path, os.LookupEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs := make(chan os.Signal, 2)
+	sigs <- syscall.SIGUSR1
+	sigs <- syscall.SIGTERM
+	s, err := New(cfg, Options{Signals: sigs, Log: zerolog.Nop(), Stdout: io.Discard, Stderr: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := s.Run(context.Background()); code != 143 {
+		t.Errorf("exit code %d, want 143", code)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Errorf("the job ran (stat %s: %v)", marker, err)
+	}
+	if !s.maint.Load() {
+		t.Error("the SIGUSR1 caught before the jobs started was not handled")
+	}
+}

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -66,8 +65,9 @@ type Options struct {
 	// Log is the supervisor's log, at its starting level; a reload that
 	// changes logging.level changes the level of the supervisor's copy.
 	Log zerolog.Logger
-	// Signals, if set, replaces signal.Notify as the source of signals
-	// (tests drive an in-process supervisor with it).
+	// Signals, if set, is where Run receives signals: the channel of a
+	// CatchSignals started early (the command line's supervisor), or a
+	// test's fake. By default Run catches them itself.
 	Signals <-chan os.Signal
 	// WatchOptions tune the shared Consul watch.
 	WatchOptions consul.WatchOptions
@@ -185,6 +185,13 @@ func consulClientConfig(cc config.ConsulClient) func(*api.Config) {
 	}
 }
 
+// CatchSignals starts catching every signal the supervisor handles or
+// forwards to its Main job, in the background (see proc.Catch): a caller
+// that loads its config meanwhile gives its C to Options.Signals.
+func CatchSignals() *proc.Catcher {
+	return proc.Catch(append(proc.HandledSignals(), proc.ForwardableSignals()...)...)
+}
+
 func (s *Supervisor) current() *generation {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -240,10 +247,9 @@ func (s *Supervisor) Run(ctx context.Context) int {
 	// Signals first, so that none arriving during startup is lost or kills us.
 	sigs := s.opts.Signals
 	if sigs == nil {
-		ch := make(chan os.Signal, 32)
-		signal.Notify(ch, append(proc.HandledSignals(), proc.ForwardableSignals()...)...)
-		defer signal.Stop(ch)
-		sigs = ch
+		c := CatchSignals()
+		defer c.Stop()
+		sigs = c.C()
 	}
 	stopPipe := ignoreSIGPIPE()
 	defer stopPipe()
@@ -260,7 +266,10 @@ func (s *Supervisor) Run(ctx context.Context) int {
 	if done {
 		return code
 	}
-	// 2. The jobs.
+	// 2. The jobs, unless a shutdown was caught while the config loaded.
+	if code, done := s.pendingShutdown(sigs); done {
+		return code
+	}
 	g.startJobs()
 	g.router.publish(eventKey{"", config.Startup})
 	// The app first: health checks, registrations, watches and templates
@@ -292,6 +301,25 @@ loop:
 		}
 	}
 	return s.shutdown(s.current(), stopSig)
+}
+
+// pendingShutdown handles the signals caught before the jobs start (the
+// command line catches them from before the config loads): a SIGTERM or
+// SIGINT among them ends the run with 128+N before any job starts.
+func (s *Supervisor) pendingShutdown(sigs <-chan os.Signal) (int, bool) {
+	for {
+		select {
+		case sig := <-sigs:
+			sg, _ := sig.(syscall.Signal)
+			if sg == syscall.SIGTERM || sg == syscall.SIGINT {
+				s.log.Info().Stringer("signal", sig).Msg("shutting down before the jobs start")
+				return 128 + int(sg), true
+			}
+			s.handleSignal(sg)
+		default:
+			return 0, false
+		}
+	}
 }
 
 // firstRender renders the templates once while answering signals: SIGTERM

@@ -5,12 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/autopilot/autopilot/internal/lazyre"
 )
 
 // Flags is the outcome of parsing consul-template's command line.
@@ -225,7 +226,7 @@ func refusalReason(name string) string {
 
 // configTemplateRe is consul-template's own split of SRC:DEST:COMMAND (it
 // keeps a Windows drive letter with its path).
-var configTemplateRe = regexp.MustCompile("([a-zA-Z]:)?([^:]+)")
+var configTemplateRe = lazyre.New("([a-zA-Z]:)?([^:]+)")
 
 // ParseTemplateSpec parses -template "SRC[:DEST[:COMMAND]]" exactly as
 // consul-template does: empty fields vanish, and everything after the
@@ -234,7 +235,7 @@ func ParseTemplateSpec(s string) (*Template, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, errors.New("template: empty specification (want SRC[:DEST[:COMMAND]])")
 	}
-	parts := configTemplateRe.FindAllString(s, -1)
+	parts := configTemplateRe().FindAllString(s, -1)
 	t := &Template{At: fmt.Sprintf("-template %q", s)}
 	switch len(parts) {
 	case 0:

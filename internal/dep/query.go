@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/autopilot/autopilot/internal/lazyre"
 )
 
 // Kind is the kind of Consul endpoint a Query reads.
@@ -81,16 +83,16 @@ func (q Query) String() string {
 
 // The query grammar is consul-template's, so existing templates keep working.
 var (
-	serviceRe = regexp.MustCompile(`\A` +
+	serviceRe = lazyre.New(`\A` +
 		`((?P<tag>[[:word:]=:\.\-\_]+)\.)?` +
 		`(?P<name>[[:word:]\-\_]+)` +
 		`(@(?P<dc>[[:word:]\.\-\_]+))?` +
 		`(~(?P<near>[[:word:]\.\-\_]+))?` +
 		`(\|(?P<filter>[[:word:]\,]+))?` +
 		`\z`)
-	kvRe   = regexp.MustCompile(`\A(?P<key>[^@]+)(@(?P<dc>[[:word:]\.\-\_]+))?\z`)
-	nodeRe = regexp.MustCompile(`\A(?P<name>[[:word:]\.\-\_]+)?(@(?P<dc>[[:word:]\.\-\_]+))?\z`)
-	onlyDC = regexp.MustCompile(`\A(@(?P<dc>[[:word:]\.\-\_]+))?\z`)
+	kvRe   = lazyre.New(`\A(?P<key>[^@]+)(@(?P<dc>[[:word:]\.\-\_]+))?\z`)
+	nodeRe = lazyre.New(`\A(?P<name>[[:word:]\.\-\_]+)?(@(?P<dc>[[:word:]\.\-\_]+))?\z`)
+	onlyDC = lazyre.New(`\A(@(?P<dc>[[:word:]\.\-\_]+))?\z`)
 )
 
 func groups(re *regexp.Regexp, s string) map[string]string {
@@ -111,7 +113,7 @@ func groups(re *regexp.Regexp, s string) map[string]string {
 // The filter is a comma list of any, passing, warning, critical and
 // maintenance; without one only passing instances are kept.
 func ParseService(s string) (Query, error) {
-	m := groups(serviceRe, s)
+	m := groups(serviceRe(), s)
 	if m == nil {
 		return Query{}, fmt.Errorf("service %q: want [tag.]name[@dc][~near][|filter]", s)
 	}
@@ -154,7 +156,7 @@ func ParseFilter(s string) (string, error) {
 
 // ParseKey parses `key[@dc]` for key, keyOrDefault and keyExists.
 func ParseKey(s string) (Query, error) {
-	m := groups(kvRe, s)
+	m := groups(kvRe(), s)
 	if m == nil {
 		return Query{}, fmt.Errorf("key %q: want key[@dc]", s)
 	}
@@ -168,9 +170,9 @@ func ParsePrefix(s string) (Query, error) {
 	if s == "" {
 		return q, nil
 	}
-	m := groups(kvRe, s)
+	m := groups(kvRe(), s)
 	if m == nil {
-		if m = groups(onlyDC, s); m == nil {
+		if m = groups(onlyDC(), s); m == nil {
 			return Query{}, fmt.Errorf("prefix %q: want prefix[@dc]", s)
 		}
 	}
@@ -181,7 +183,7 @@ func ParsePrefix(s string) (Query, error) {
 
 // ParseNode parses `[name][@dc]` for node; no name means the local agent's node.
 func ParseNode(s string) (Query, error) {
-	m := groups(nodeRe, s)
+	m := groups(nodeRe(), s)
 	if m == nil {
 		return Query{}, fmt.Errorf("node %q: want [name][@dc]", s)
 	}
@@ -190,7 +192,7 @@ func ParseNode(s string) (Query, error) {
 
 // ParseDC parses the optional `@dc` argument of services and nodes.
 func ParseDC(kind Kind, s string) (Query, error) {
-	m := groups(onlyDC, s)
+	m := groups(onlyDC(), s)
 	if m == nil {
 		return Query{}, fmt.Errorf("%s %q: want [@dc]", kind, s)
 	}

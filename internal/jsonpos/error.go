@@ -3,10 +3,11 @@ package jsonpos
 import (
 	"bytes"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/autopilot/autopilot/internal/lazyre"
 )
 
 // Error is a problem in a JSON document, at a place in it.
@@ -81,13 +82,13 @@ func (p *Positions) at(off int64, path, msg string) *Error {
 	return &Error{File: p.name, Line: line, Col: col, Path: path, Msg: msg}
 }
 
-var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+var plainKey = lazyre.New(`^[A-Za-z0-9_-]+$`)
 
 // JoinPath appends an object member to a field path the way Decode writes
 // paths (services.web, kv["a/b"]), for building paths to give
 // Positions.ErrorAt.
 func JoinPath(path, key string) string {
-	if !plainKey.MatchString(key) {
+	if !plainKey().MatchString(key) {
 		return path + "[" + strconv.Quote(key) + "]"
 	}
 	if path == "" {

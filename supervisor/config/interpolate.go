@@ -12,6 +12,7 @@ import (
 	"text/template/parse"
 
 	"github.com/autopilot/autopilot/internal/jsonpos"
+	"github.com/autopilot/autopilot/internal/lazyre"
 )
 
 // Interpolation, as ContainerPilot renders its config: the raw text is a Go
@@ -34,7 +35,7 @@ import (
 // template action or ${VAR} produced is reported at that action, and the
 // message says so.
 
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+var envRef = lazyre.New(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
 // Limits that keep a hostile or mistaken config from exhausting the
 // machine while it is rendered.
@@ -178,7 +179,7 @@ func interpolate(src []byte, name string, env func(string) (string, bool)) ([]by
 				// The data holds only the variables the template names
 				// (env gives a lookup, not a list): string literals are
 				// candidates too, for {{ index . "X" }}.
-				if envRef.MatchString("${"+n.Text+"}") && len(n.Text) < 256 {
+				if envRef().MatchString("${"+n.Text+"}") && len(n.Text) < 256 {
 					data[n.Text] = ""
 				}
 			}
@@ -328,7 +329,7 @@ func markText(text []byte, pos int64, env func(string) (string, bool)) []byte {
 		fmt.Fprintf(&b, "%c%d:%d:%s%c", markOpen, off, n, kind, markClose)
 	}
 	last := 0
-	for _, m := range envRef.FindAllSubmatchIndex(text, -1) {
+	for _, m := range envRef().FindAllSubmatchIndex(text, -1) {
 		v, ok := env(string(text[m[2]:m[3]]))
 		hasDefault := m[4] >= 0
 		if !ok && !hasDefault {
@@ -435,7 +436,7 @@ func walkBranch(b *parse.BranchNode, f func(parse.Node)) {
 	}
 }
 
-var templateErrPos = regexp.MustCompile(`^(\d+)(?::(\d+))?:\s*(.*)$`)
+var templateErrPos = lazyre.New(`^(\d+)(?::(\d+))?:\s*(.*)$`)
 
 // templateError turns a text/template error into a positioned one.
 func templateError(src []byte, name string, err error) error {
@@ -444,7 +445,7 @@ func templateError(src []byte, name string, err error) error {
 	if !ok {
 		return &jsonpos.Error{File: name, Msg: "template: " + strings.TrimPrefix(msg, "template: ")}
 	}
-	m := templateErrPos.FindStringSubmatch(rest)
+	m := templateErrPos().FindStringSubmatch(rest)
 	if m == nil {
 		return &jsonpos.Error{File: name, Msg: "template: " + rest}
 	}

@@ -5,12 +5,12 @@ import (
 	"io/fs"
 	"net"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/autopilot/autopilot/internal/jsonpos"
+	"github.com/autopilot/autopilot/internal/lazyre"
 	"github.com/autopilot/autopilot/internal/proc"
 	"github.com/autopilot/autopilot/render"
 )
@@ -364,14 +364,14 @@ func (t *translator) v2Service(p string, s rawService, start When) error {
 	return nil
 }
 
-var metricName = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+var metricName = lazyre.New(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
 
 func (t *translator) metric(p, namespace, subsystem, name, help, typ string) (Metric, error) {
 	m := Metric{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help, Type: MetricType(typ)}
 	if name == "" {
 		return m, t.errAt(p+".name", "required")
 	}
-	if !metricName.MatchString(m.FullName()) {
+	if !metricName().MatchString(m.FullName()) {
 		return m, t.errAt(p+".name", "%q is not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)", m.FullName())
 	}
 	switch m.Type {

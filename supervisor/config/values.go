@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"math"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,6 +15,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/autopilot/autopilot/internal/lazyre"
 	"github.com/autopilot/autopilot/internal/proc"
 )
 
@@ -216,7 +216,7 @@ func (p *perms) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-var ifaceName = regexp.MustCompile(`^([A-Za-z0-9_.@-]+)(?:\[(\d+)\]|:(inet6?))?$`)
+var ifaceName = lazyre.New(`^([A-Za-z0-9_.@-]+)(?:\[(\d+)\]|:(inet6?))?$`)
 
 // ParseInterface parses one interface spec, in ContainerPilot's forms:
 // "eth0" (its first IPv4 address, as "eth0:inet"), "eth0:inet6", "eth0[1]"
@@ -242,7 +242,7 @@ func ParseInterface(spec string) (Interface, error) {
 		}
 		return Interface{Kind: KindCIDR, Prefix: p.Masked(), Index: -1}, nil
 	}
-	m := ifaceName.FindStringSubmatch(spec)
+	m := ifaceName().FindStringSubmatch(spec)
 	if m == nil {
 		return Interface{}, fmt.Errorf("%q: want an interface name (eth0, eth0:inet6, eth0[1]), inet, inet6, a CIDR or static:IP", spec)
 	}
@@ -412,11 +412,11 @@ func kindOf(b []byte) string {
 }
 
 // cpName is ContainerPilot's rule for names registered in Consul.
-var cpName = regexp.MustCompile(`^[a-z][a-zA-Z0-9\-]+$`)
+var cpName = lazyre.New(`^[a-z][a-zA-Z0-9\-]+$`)
 
 // apName is autopilot's rule: a DNS label, as Consul recommends, with
 // underscores and dots allowed as Consul does.
-var apName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$`)
+var apName = lazyre.New(`^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$`)
 
 // checkServiceName validates a name that is registered or watched in
 // Consul, by the dialect's rule.
@@ -425,12 +425,12 @@ func checkServiceName(d Dialect, name string) error {
 		return err
 	}
 	if d == Autopilot {
-		if !apName.MatchString(name) || len(name) > 255 {
+		if !apName().MatchString(name) || len(name) > 255 {
 			return fmt.Errorf("%q is not a valid Consul service name: use letters, digits, '-', '_' and '.', starting and ending with a letter or digit", name)
 		}
 		return nil
 	}
-	if !cpName.MatchString(name) {
+	if !cpName().MatchString(name) {
 		return fmt.Errorf("%q is not a valid service name: ContainerPilot names start with a lower-case letter and hold only letters, digits and '-' (^[a-z][a-zA-Z0-9-]+$)", name)
 	}
 	return nil

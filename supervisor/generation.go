@@ -249,12 +249,13 @@ func (g *generation) startLoops() {
 // awaitMainStart waits, at most maxWait, until every job that the startup
 // event starts (the Main job, co-processes, a preStart; not a job that
 // waits for another event) has had its process started (or failed to
-// start), and then grace more, so that the loops that talk to Consul and
-// run health checks do not compete with those forks, execs and the
-// processes' own start-up for the CPU and for syscall.ForkLock (issue 13:
-// start-to-exec). A job that waits for another event (a preStart's
-// success, a watch) is not waited for: the loops may be what it waits for.
-func (g *generation) awaitMainStart(maxWait, grace time.Duration) {
+// start), runs afterForks (if not nil), and waits grace more, so that the
+// loops that talk to Consul and run health checks do not compete with
+// those forks, execs and the processes' own start-up for the CPU and for
+// syscall.ForkLock (issue 13: start-to-exec). A job that waits for another
+// event (a preStart's success, a watch) is not waited for: the loops may be
+// what it waits for.
+func (g *generation) awaitMainStart(maxWait, grace time.Duration, afterForks func()) {
 	var started []chan struct{}
 	for _, j := range g.jobs {
 		if j.cfg.Exec.IsZero() || j.trigger != (eventKey{"", config.Startup}) {
@@ -264,20 +265,26 @@ func (g *generation) awaitMainStart(maxWait, grace time.Duration) {
 			started = append(started, r.started)
 		}
 	}
-	if len(started) == 0 {
-		return
-	}
+	forked := true
 	t := time.NewTimer(maxWait)
 	defer t.Stop()
 	for _, ch := range started {
 		select {
 		case <-ch:
 		case <-t.C:
-			return
+			forked = false
+		}
+		if !forked {
+			break
 		}
 	}
-	t.Reset(grace)
-	<-t.C
+	if afterForks != nil {
+		afterForks()
+	}
+	if forked && len(started) > 0 {
+		t.Reset(grace)
+		<-t.C
+	}
 }
 
 // stopLoops stops health checks, registrations, watches and templates and

@@ -88,10 +88,9 @@ func TestAppForkedBeforeConsulTraffic(t *testing.T) {
 	}
 }
 
-// TestShutdownCaughtBeforeJobsStart: a SIGTERM caught before Run starts the
-// jobs (the command line catches signals from before the config loads)
-// ends the run with 143, and no job is started; a SIGUSR1 caught with it
-// is handled (maintenance) and does not end the run.
+// TestShutdownCaughtBeforeJobsStart: a SIGTERM that arrives before Run
+// starts the jobs ends the run with 143, and no job is started; a SIGUSR1
+// before it is handled (maintenance) and does not end the run.
 func TestShutdownCaughtBeforeJobsStart(t *testing.T) {
 	dir := t.TempDir()
 	marker := dir + "/started"

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -65,9 +66,8 @@ type Options struct {
 	// Log is the supervisor's log, at its starting level; a reload that
 	// changes logging.level changes the level of the supervisor's copy.
 	Log zerolog.Logger
-	// Signals, if set, is where Run receives signals: the channel of a
-	// CatchSignals started early (the command line's supervisor), or a
-	// test's fake. By default Run catches them itself.
+	// Signals, if set, replaces signal.Notify as the source of signals
+	// (tests drive an in-process supervisor with it).
 	Signals <-chan os.Signal
 	// WatchOptions tune the shared Consul watch.
 	WatchOptions consul.WatchOptions
@@ -185,13 +185,6 @@ func consulClientConfig(cc config.ConsulClient) func(*api.Config) {
 	}
 }
 
-// CatchSignals starts catching every signal the supervisor handles or
-// forwards to its Main job, in the background (see proc.Catch): a caller
-// that loads its config meanwhile gives its C to Options.Signals.
-func CatchSignals() *proc.Catcher {
-	return proc.Catch(append(proc.HandledSignals(), proc.ForwardableSignals()...)...)
-}
-
 func (s *Supervisor) current() *generation {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -245,11 +238,17 @@ func (s *Supervisor) Run(ctx context.Context) int {
 		}
 	}
 	// Signals first, so that none arriving during startup is lost or kills us.
+	// Only the ones Run acts on, though: the runtime enables one signal at
+	// a time, each a round trip to its signal thread, so the signals that
+	// are only forwarded to the app are caught once it has been forked.
 	sigs := s.opts.Signals
+	var forward func()
 	if sigs == nil {
-		c := CatchSignals()
-		defer c.Stop()
-		sigs = c.C()
+		ch := make(chan os.Signal, 32)
+		signal.Notify(ch, proc.HandledSignals()...)
+		defer signal.Stop(ch)
+		sigs = ch
+		forward = func() { signal.Notify(ch, proc.ForwardableSignals()...) }
 	}
 	stopPipe := ignoreSIGPIPE()
 	defer stopPipe()
@@ -272,9 +271,10 @@ func (s *Supervisor) Run(ctx context.Context) int {
 	}
 	g.startJobs()
 	g.router.publish(eventKey{"", config.Startup})
-	// The app first: health checks, registrations, watches and templates
-	// (all Consul traffic) start once it has been forked and had a moment.
-	g.awaitMainStart(mainStartWait, loopsGrace)
+	// The app first: the signals to forward to it, health checks,
+	// registrations, watches and templates (all Consul traffic) start once
+	// it has been forked and had a moment.
+	g.awaitMainStart(mainStartWait, loopsGrace, forward)
 	g.startLoops()
 	var stopSig syscall.Signal
 loop:

@@ -85,10 +85,6 @@ func runSupervisorAs(ctx context.Context, name string, args []string, stdout, st
 		}
 		return runControl(ctx, name, f.config, &f.ctl, stdout, stderr)
 	}
-	// Catch signals while the config loads (a SIGTERM from here on is
-	// never lost); Run receives them from this channel.
-	sigs := supervisor.CatchSignals()
-	defer sigs.Stop()
 	model, err := loadConfig(f.config, argv)
 	if err != nil {
 		fmt.Fprintf(stderr, "autopilot: %v\n", err)
@@ -110,7 +106,7 @@ func runSupervisorAs(ctx context.Context, name string, args []string, stdout, st
 		return exitUsage
 	}
 	tuneGC()
-	opts := supervisor.Options{Consul: f.consul, Stdout: stdout, Stderr: stderr, Log: log, Signals: sigs.C()}
+	opts := supervisor.Options{Consul: f.consul, Stdout: stdout, Stderr: stderr, Log: log}
 	if f.config != "" {
 		spec := f.config
 		opts.Load = func() (*config.Config, error) { return loadConfig(spec, argv) }

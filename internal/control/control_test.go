@@ -121,6 +121,10 @@ func TestCommands(t *testing.T) {
 	if err := c.Ping(ctx); err != nil {
 		t.Fatalf("ping: %v", err)
 	}
+	// Serving, only the socket is left: Listen's directory is gone.
+	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 1 || ents[0].Name() != filepath.Base(path) {
+		t.Errorf("the socket's directory holds %v, want only the socket", ents)
+	}
 	if err := c.Reload(ctx); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
@@ -248,9 +252,10 @@ func TestListenSocketFile(t *testing.T) {
 	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket mode %v, want a socket with 0600", fi.Mode())
 	}
-	// No temporary directory is left next to it.
-	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
-		t.Errorf("dir holds %d entries, want only the socket", len(ents))
+	// Listen leaves its private directory, empty, for Serve or Close to
+	// remove (off the path to the app's fork).
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Errorf("dir holds %d entries, want the socket and Listen's directory", len(ents))
 	}
 
 	// A second autopilot on the same socket is refused while the first
@@ -262,6 +267,9 @@ func TestListenSocketFile(t *testing.T) {
 	s.Close()
 	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Close left the socket: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("Close left %d entries in the directory, want none", len(ents))
 	}
 
 	// A socket left behind by a dead process is replaced.

@@ -3,7 +3,6 @@ package proc
 import (
 	"fmt"
 	"os"
-	"os/signal"
 	"syscall"
 )
 
@@ -55,37 +54,4 @@ func ForwardableSignals() []os.Signal {
 		syscall.SIGXCPU,
 		syscall.SIGXFSZ,
 	}
-}
-
-// Catcher relays signals to a channel. It starts catching them in the
-// background: the Go runtime enables one signal at a time, each a round trip
-// to its signal thread (10–20 µs), so for the supervisor's 17 signals a
-// caller that starts a Catcher before loading its config overlaps that with
-// the load instead of delaying its app's start (issue 13).
-type Catcher struct {
-	ch    chan os.Signal
-	ready chan struct{}
-}
-
-// Catch starts catching sigs and returns at once; until [Catcher.C]
-// returns, a signal may still get Go's default handling.
-func Catch(sigs ...os.Signal) *Catcher {
-	c := &Catcher{ch: make(chan os.Signal, 32), ready: make(chan struct{})}
-	go func() {
-		signal.Notify(c.ch, sigs...)
-		close(c.ready)
-	}()
-	return c
-}
-
-// C waits until every signal is caught and returns the channel they arrive on.
-func (c *Catcher) C() <-chan os.Signal {
-	<-c.ready
-	return c.ch
-}
-
-// Stop stops relaying signals to the channel.
-func (c *Catcher) Stop() {
-	<-c.ready
-	signal.Stop(c.ch)
 }

@@ -50,30 +50,40 @@ type running struct {
 // under dir/<tool>/, against consulAddr[i] (the agent, or a proxy per tool).
 func (e *env) startBoth(dir string, consulAddr [2]string, wait string, srcs []string, command func(toolName string) string) ([2]*running, error) {
 	var rs [2]*running
-	for i, t := range e.tools {
-		out := filepath.Join(dir, t.name)
-		if err := os.MkdirAll(out, 0o755); err != nil {
-			return rs, err
-		}
-		var specs []tmplSpec
-		var dests []string
-		for _, src := range srcs {
-			dest := filepath.Join(out, filepath.Base(src)+".out")
-			s := tmplSpec{src: src, dest: dest}
-			if command != nil {
-				s.command = command(t.name)
-			}
-			specs = append(specs, s)
-			dests = append(dests, dest)
-		}
-		p, cl, err := t.run(consulAddr[i], wait, specs)
+	for i := range e.tools {
+		r, err := e.startTool(i, dir, consulAddr[i], wait, srcs, command)
 		if err != nil {
 			stopBoth(rs)
 			return rs, err
 		}
-		rs[i] = &running{tool: t, proc: p, cmdline: cl, dests: dests}
+		rs[i] = r
 	}
 	return rs, nil
+}
+
+// startTool starts tool i (0 autopilot, 1 consul-template) as startBoth does.
+func (e *env) startTool(i int, dir, consulAddr, wait string, srcs []string, command func(toolName string) string) (*running, error) {
+	t := e.tools[i]
+	out := filepath.Join(dir, t.name)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, err
+	}
+	var specs []tmplSpec
+	var dests []string
+	for _, src := range srcs {
+		dest := filepath.Join(out, filepath.Base(src)+".out")
+		s := tmplSpec{src: src, dest: dest}
+		if command != nil {
+			s.command = command(t.name)
+		}
+		specs = append(specs, s)
+		dests = append(dests, dest)
+	}
+	p, cl, err := t.run(consulAddr, wait, specs)
+	if err != nil {
+		return nil, err
+	}
+	return &running{tool: t, proc: p, cmdline: cl, dests: dests}, nil
 }
 
 func stopBoth(rs [2]*running) {
@@ -87,6 +97,9 @@ func stopBoth(rs [2]*running) {
 // waitAll waits until every destination of both tools satisfies ok.
 func (e *env) waitAll(rs [2]*running, timeout time.Duration, ok func([]byte) bool) error {
 	for _, r := range rs {
+		if r == nil {
+			continue
+		}
 		for _, d := range r.dests {
 			if _, err := waitFileAlive(e.ctx, r, d, timeout, ok); err != nil {
 				return err
@@ -126,12 +139,16 @@ func (e *env) waitBoth(rs [2]*running, dest int, timeout time.Duration, ok func(
 }
 
 // waitEach waits for both tools' destination dest concurrently and returns
-// each tool's time and error separately.
+// each tool's time and error separately; a nil entry of rs (a tool that is
+// not running) gets neither.
 func (e *env) waitEach(rs [2]*running, dest int, timeout time.Duration, ok func([]byte) bool) ([2]time.Time, [2]error) {
 	var ts [2]time.Time
 	var errs [2]error
 	var wg sync.WaitGroup
 	for i, r := range rs {
+		if r == nil {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -144,7 +161,7 @@ func (e *env) waitEach(rs [2]*running, dest int, timeout time.Duration, ok func(
 
 // change applies one catalog change and measures, for each tool, the time
 // from the API call returning to its file satisfying ok. A tool that
-// misses the deadline gets -1.
+// misses the deadline gets -1; one that is not running (nil) gets 0.
 func (e *env) change(rs [2]*running, dest int, timeout time.Duration, apply func() error, ok func([]byte) bool) ([2]time.Duration, error) {
 	var lat [2]time.Duration
 	if err := apply(); err != nil {
@@ -154,6 +171,7 @@ func (e *env) change(rs [2]*running, dest int, timeout time.Duration, apply func
 	ts, errs := e.waitEach(rs, dest, timeout, ok)
 	for i := range rs {
 		switch {
+		case rs[i] == nil:
 		case errs[i] == nil:
 			lat[i] = ts[i].Sub(t0)
 		case e.ctx.Err() != nil:
@@ -192,6 +210,9 @@ func peaks(rs [2]*running) ([2]memory, [2]time.Duration) {
 	var m [2]memory
 	var c [2]time.Duration
 	for i, r := range rs {
+		if r == nil {
+			continue
+		}
 		m[i], _ = readMemory(r.proc.pid())
 		c[i], _ = cpuTime(r.proc.pid())
 	}

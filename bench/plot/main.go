@@ -26,7 +26,10 @@ import (
 type point struct {
 	Agent         string
 	Instances     int
-	Floor, AP, CT float64 // ms
+	Floor, AP, CT float64 // ms, both tools running
+	// autopilot alone (consul-template stopped) and the floor in that
+	// phase, ms; 0 in points files from before these were measured.
+	FloorAloneAP, APAlone float64
 }
 
 func main() {
@@ -97,13 +100,18 @@ func panel(agent string, pts []point) (*plot.Plot, error) {
 		{"floor (bare read)", func(p point) float64 { return p.Floor }, color.RGBA{100, 100, 100, 255}, []vg.Length{vg.Points(4), vg.Points(3)}},
 		{"autopilot", func(p point) float64 { return p.AP }, color.RGBA{0, 114, 178, 255}, nil},
 		{"consul-template", func(p point) float64 { return p.CT }, color.RGBA{213, 94, 0, 255}, nil},
+		{"floor, autopilot alone", func(p point) float64 { return p.FloorAloneAP }, color.RGBA{170, 170, 170, 255}, []vg.Length{vg.Points(1), vg.Points(2)}},
+		{"autopilot alone", func(p point) float64 { return p.APAlone }, color.RGBA{86, 180, 233, 255}, []vg.Length{vg.Points(6), vg.Points(2)}},
 	}
 	for _, s := range series {
 		var xy plotter.XYs
 		for _, pt := range pts {
-			if pt.Agent == agent {
+			if pt.Agent == agent && s.get(pt) > 0 { // a log scale has no 0
 				xy = append(xy, plotter.XY{X: float64(pt.Instances), Y: s.get(pt)})
 			}
+		}
+		if len(xy) == 0 {
+			continue
 		}
 		line, dots, err := plotter.NewLinePoints(xy)
 		if err != nil {

@@ -8,7 +8,6 @@
 package jsonpos
 
 import (
-	"encoding/json"
 	"fmt"
 	"reflect"
 )
@@ -30,13 +29,18 @@ type Options struct {
 }
 
 // Decode fills v, a non-nil pointer, from data, a single JSON value from the
-// document name (used in errors). It first walks the value against v's
-// type, so every problem with the input is an *Error placed in data; v is
-// then filled by encoding/json, with its rules for null, Unmarshalers and
-// defaults. Fields tagged `json:"-"` are unknown fields here. Types the
-// walk cannot check (embedded structs, ",string" fields, maps with
+// document name (used in errors), as encoding/json's Unmarshal would (its
+// rules for null, pointers, Unmarshalers, TextUnmarshalers, slices and
+// maps; numbers in an empty interface are float64), checking every value
+// against its type on the way, so that every problem with the input is an
+// *Error placed in data. It decodes by itself rather than calling Unmarshal
+// after the check: encoding/json's first decode of a type builds caches for
+// all its fields (0.3 ms for a config's types, on the supervisor's way to
+// its app's fork). Fields tagged `json:"-"` are unknown fields here. Types
+// it does not support (embedded structs, ",string" fields, maps with
 // non-string keys, non-empty interfaces) give a plain error when reached:
-// a bug in the caller, not in the input.
+// a bug in the caller, not in the input. On an error v may be partly
+// filled.
 //
 // The returned Positions place later checks of the decoded value.
 func Decode(data []byte, name string, v any, opts Options) (*Positions, error) {
@@ -48,13 +52,8 @@ func Decode(data []byte, name string, v any, opts Options) (*Positions, error) {
 	if err := checkSyntax(data, pos); err != nil {
 		return nil, err
 	}
-	if err := newWalker(data, pos, opts).walk(rv.Type().Elem(), ""); err != nil {
+	if err := newWalker(data, pos, opts).walk(rv.Elem(), ""); err != nil {
 		return nil, err
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		// The walk accepts only what Unmarshal accepts; this is a bug in
-		// the walk, not bad input.
-		return nil, &Error{File: name, Msg: err.Error()}
 	}
 	return pos, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -282,4 +283,114 @@ func TestErrorString(t *testing.T) {
 			t.Errorf("%+v.Error() = %q, want %q", tt.err, got, tt.want)
 		}
 	}
+}
+
+// TestDecodeMatchesUnmarshal: on random documents of the test types (every
+// field kind, nulls, nested pointers and maps, case variants of the keys),
+// Decode fills the same value as encoding/json's Unmarshal, from a zero
+// value and from a value already filled.
+func TestDecodeMatchesUnmarshal(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 1))
+	for i := range 3000 {
+		doc := randomConfig(rng, 3)
+		var want, got config
+		if i%3 == 0 { // decode over a value already filled, the same in both
+			seed := randomConfig(rng, 2)
+			_ = json.Unmarshal([]byte(seed), &want)
+			_ = json.Unmarshal([]byte(seed), &got)
+		}
+		if err := json.Unmarshal([]byte(doc), &want); err != nil {
+			t.Fatalf("the generator made a document Unmarshal refuses: %v\n%s", err, doc)
+		}
+		if _, err := Decode([]byte(doc), "doc.json", &got, Options{}); err != nil {
+			t.Fatalf("Decode: %v\n%s", err, doc)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("document %s\nDecode    %#v\nUnmarshal %#v", doc, got, want)
+		}
+	}
+}
+
+// randomConfig writes a document of type config with random members.
+func randomConfig(rng *rand.Rand, depth int) string {
+	if rng.IntN(12) == 0 {
+		return "null"
+	}
+	var b strings.Builder
+	b.WriteString(`{"services": [`)
+	for i := range rng.IntN(4) {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(randomService(rng, depth))
+	}
+	b.WriteString("]}")
+	return b.String()
+}
+
+func randomService(rng *rand.Rand, depth int) string {
+	if rng.IntN(10) == 0 {
+		return "null"
+	}
+	word := func() string { return []string{"a", "b c", `q\"x`, "é", ""}[rng.IntN(5)] }
+	anyValue := func() string {
+		return []string{`1`, `-2.5e3`, `"s"`, `true`, `null`, `[1, "two", null, {"k": [false]}]`, `{"a": {"b": 1}}`, `[]`, `{}`}[rng.IntN(9)]
+	}
+	members := map[string]func() string{
+		"name":   func() string { return `"` + word() + `"` },
+		"port":   func() string { return fmt.Sprint(rng.IntN(70000) - 100) },
+		"poll":   func() string { return []string{`"1s"`, `"250ms"`, `null`}[rng.IntN(3)] },
+		"every":  func() string { return []string{`"2s"`, `null`}[rng.IntN(2)] },
+		"weight": func() string { return []string{`0.5`, `-1`, `3e2`, `null`}[rng.IntN(4)] },
+		"count":  func() string { return fmt.Sprint(rng.IntN(256)) },
+		"meta": func() string {
+			if rng.IntN(4) == 0 {
+				return "null"
+			}
+			return fmt.Sprintf(`{"x": %d, "y": null, "%s": 3}`, rng.IntN(9), word())
+		},
+		"extra": anyValue,
+		"next": func() string {
+			if depth == 0 {
+				return "null"
+			}
+			return randomService(rng, depth-1)
+		},
+		"tags": func() string {
+			return []string{`["t"]`, `[]`, `null`, `["a", "b", "c"]`}[rng.IntN(4)]
+		},
+		"signal": func() string { return []string{`"hup"`, `"term"`}[rng.IntN(2)] },
+	}
+	keys := []string{"name", "port", "poll", "every", "weight", "count", "meta", "extra", "next", "tags", "signal"}
+	rng.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
+	var parts []string
+	for _, k := range keys[:rng.IntN(len(keys)+1)] {
+		key := k
+		if rng.IntN(5) == 0 {
+			key = strings.ToUpper(k[:1]) + k[1:] // encoding/json matches keys case-insensitively
+		}
+		parts = append(parts, fmt.Sprintf("%q: %s", key, members[k]()))
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// FuzzDecode: whatever the input, Decode never panics, refuses what
+// Unmarshal refuses, and when it accepts a document fills the value
+// Unmarshal fills (it refuses more: unknown fields, duplicate keys).
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{`null`, `{"services": [{"name": "a", "port": 1, "poll": "1s", "every": null, "meta": {"x": 1}, "extra": [1, {"a": null}], "next": {"tags": []}}]}`,
+		`{"services": [null, {"weight": 1e400}]}`, `{"services": [{"count": 256}]}`, `[]`, `{"services": {}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var got, want config
+		_, derr := Decode(data, "fuzz.json", &got, Options{})
+		uerr := json.Unmarshal(data, &want)
+		if derr == nil && uerr != nil {
+			t.Fatalf("Decode accepted what Unmarshal refuses (%v): %q", uerr, data)
+		}
+		if derr == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("input %q\nDecode    %#v\nUnmarshal %#v", data, got, want)
+		}
+	})
 }

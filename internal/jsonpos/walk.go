@@ -52,8 +52,9 @@ func syntaxError(err error, pos *Positions) error {
 	return &Error{File: pos.name, Msg: err.Error()}
 }
 
-// walker checks a document's tokens against a Go type, recording where
-// each value starts.
+// walker decodes a document's tokens into Go values as encoding/json
+// would, checking each against its type and recording where each value
+// starts.
 type walker struct {
 	data   []byte
 	dec    *json.Decoder
@@ -86,32 +87,43 @@ func (w *walker) token() (json.Token, error) {
 	return tok, nil
 }
 
-// walk checks the value at path against t, as encoding/json would decode
-// it into a t.
-func (w *walker) walk(t reflect.Type, path string) error {
+// walk decodes the value at path into v, which must be settable, with
+// encoding/json's rules: a null sets a pointer, map, slice or interface to
+// nil and leaves other values alone; pointers are allocated as needed; a
+// type with UnmarshalJSON (or, for a string, UnmarshalText) decodes itself
+// and its error is placed at the value.
+func (w *walker) walk(v reflect.Value, path string) error {
 	start := w.next()
 	w.pos.offsets[path] = start
-	isPtr := false
+	null := start < int64(len(w.data)) && w.data[start] == 'n' // the syntax was checked: "null"
 	for {
-		pt := reflect.PointerTo(t)
+		pt := reflect.PointerTo(v.Type()) // v is addressable: see Decode and the callers below
 		if pt.Implements(unmarshalerType) {
-			return w.unmarshaler(t, isPtr, start, path)
+			return w.unmarshaler(v.Addr().Interface().(json.Unmarshaler), start, path)
 		}
 		if pt.Implements(textUnmarshalerType) {
-			return w.textUnmarshaler(t, start, path)
+			return w.textUnmarshaler(v.Addr().Interface().(encoding.TextUnmarshaler), start, path)
 		}
-		if t.Kind() != reflect.Pointer {
+		if v.Kind() != reflect.Pointer || null {
 			break
 		}
-		t, isPtr = t.Elem(), true
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		v = v.Elem()
 	}
 	tok, err := w.token()
 	if err != nil {
 		return err
 	}
 	if tok == nil {
-		return nil // null leaves the value alone, as in encoding/json
+		switch v.Kind() {
+		case reflect.Interface, reflect.Pointer, reflect.Map, reflect.Slice:
+			v.SetZero()
+		}
+		return nil
 	}
+	t := v.Type()
 	wrong := func(want string) error {
 		return w.pos.at(start, path, fmt.Sprintf("want %s, got %s", want, describe(tok)))
 	}
@@ -120,7 +132,16 @@ func (w *walker) walk(t reflect.Type, path string) error {
 		if t.NumMethod() > 0 {
 			return fmt.Errorf("jsonpos: cannot decode into %s at %q", t, path)
 		}
-		return w.anyValue(t, tok, start, path)
+		x, err := w.anyValue(tok, start, path)
+		if err != nil {
+			return err
+		}
+		if x == nil {
+			v.SetZero()
+		} else {
+			v.Set(reflect.ValueOf(x))
+		}
+		return nil
 	case reflect.Struct:
 		if tok != json.Delim('{') {
 			return wrong("an object")
@@ -129,12 +150,12 @@ func (w *walker) walk(t reflect.Type, path string) error {
 		if err != nil {
 			return err
 		}
-		return w.object(path, func(key string, keyAt int64) (reflect.Type, string, error) {
+		return w.object(path, func(key string, keyAt int64) (reflect.Value, string, func(), error) {
 			f, ok := w.match(fields, key)
 			if !ok {
-				return nil, "", w.pos.at(keyAt, JoinPath(path, key), "unknown field (want one of "+names(fields)+")")
+				return reflect.Value{}, "", nil, w.pos.at(keyAt, JoinPath(path, key), "unknown field (want one of "+names(fields)+")")
 			}
-			return f.typ, JoinPath(path, f.name), nil
+			return v.Field(f.index), JoinPath(path, f.name), nil, nil
 		})
 	case reflect.Map:
 		if t.Key().Kind() != reflect.String || reflect.PointerTo(t.Key()).Implements(textUnmarshalerType) {
@@ -143,8 +164,15 @@ func (w *walker) walk(t reflect.Type, path string) error {
 		if tok != json.Delim('{') {
 			return wrong("an object")
 		}
-		return w.object(path, func(key string, _ int64) (reflect.Type, string, error) {
-			return t.Elem(), JoinPath(path, key), nil
+		if v.IsNil() {
+			v.Set(reflect.MakeMap(t))
+		}
+		return w.object(path, func(key string, _ int64) (reflect.Value, string, func(), error) {
+			// Map elements are not addressable: each is decoded fresh
+			// and stored once decoded, as encoding/json does.
+			elem := reflect.New(t.Elem()).Elem()
+			k := reflect.ValueOf(key).Convert(t.Key())
+			return elem, JoinPath(path, key), func() { v.SetMapIndex(k, elem) }, nil
 		})
 	case reflect.Slice, reflect.Array:
 		if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 && !implementsAny(t.Elem()) {
@@ -152,53 +180,89 @@ func (w *walker) walk(t reflect.Type, path string) error {
 			if !ok {
 				return wrong("a base64 string")
 			}
-			if _, err := base64.StdEncoding.DecodeString(s); err != nil {
+			b, err := base64.StdEncoding.DecodeString(s)
+			if err != nil {
 				return wrong("a base64 string")
 			}
+			v.SetBytes(b)
 			return nil
 		}
 		if tok != json.Delim('[') {
 			return wrong("a list")
 		}
-		for i := 0; w.dec.More(); i++ {
-			if err := w.walk(t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
+		i := 0
+		for ; w.dec.More(); i++ {
+			elemPath := fmt.Sprintf("%s[%d]", path, i)
+			if t.Kind() == reflect.Slice {
+				if i >= v.Cap() {
+					v.Grow(1)
+				}
+				if i >= v.Len() {
+					v.SetLen(i + 1)
+				}
 			}
+			if i < v.Len() {
+				if err := w.walk(v.Index(i), elemPath); err != nil {
+					return err
+				}
+			} else if err := w.walk(reflect.New(t.Elem()).Elem(), elemPath); err != nil {
+				return err // an array's surplus elements are checked and dropped
+			}
+		}
+		switch {
+		case t.Kind() == reflect.Array:
+			for j := i; j < v.Len(); j++ {
+				v.Index(j).SetZero()
+			}
+		case i == 0:
+			v.Set(reflect.MakeSlice(t, 0, 0)) // [] is an empty slice, not nil
+		case i < v.Len():
+			v.SetLen(i)
 		}
 		_, err := w.token()
 		return err
 	case reflect.String:
-		if _, ok := tok.(string); !ok {
+		s, ok := tok.(string)
+		if !ok {
 			return wrong("a string")
 		}
+		v.SetString(s)
 	case reflect.Bool:
-		if _, ok := tok.(bool); !ok {
+		b, ok := tok.(bool)
+		if !ok {
 			return wrong("true or false")
 		}
+		v.SetBool(b)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		n, ok := tok.(json.Number)
 		if !ok {
 			return wrong("a number")
 		}
-		if _, err := strconv.ParseInt(string(n), 10, t.Bits()); err != nil {
+		i, err := strconv.ParseInt(string(n), 10, t.Bits())
+		if err != nil {
 			return wrong(fmt.Sprintf("a whole number that fits in %d bits", t.Bits()))
 		}
+		v.SetInt(i)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
 		n, ok := tok.(json.Number)
 		if !ok {
 			return wrong("a number")
 		}
-		if _, err := strconv.ParseUint(string(n), 10, t.Bits()); err != nil {
+		u, err := strconv.ParseUint(string(n), 10, t.Bits())
+		if err != nil {
 			return wrong(fmt.Sprintf("a whole number from 0 that fits in %d bits", t.Bits()))
 		}
+		v.SetUint(u)
 	case reflect.Float32, reflect.Float64:
 		n, ok := tok.(json.Number)
 		if !ok {
 			return wrong("a number")
 		}
-		if _, err := strconv.ParseFloat(string(n), t.Bits()); err != nil {
+		f, err := strconv.ParseFloat(string(n), t.Bits())
+		if err != nil {
 			return wrong(fmt.Sprintf("a number that fits in a float%d", t.Bits()))
 		}
+		v.SetFloat(f)
 	default:
 		return fmt.Errorf("jsonpos: cannot decode into %s at %q", t, path)
 	}
@@ -210,17 +274,13 @@ func implementsAny(t reflect.Type) bool {
 	return pt.Implements(unmarshalerType) || pt.Implements(textUnmarshalerType)
 }
 
-// unmarshaler hands the value to a fresh t's UnmarshalJSON, so that its
-// error is placed at the value; the real decode calls it again.
-func (w *walker) unmarshaler(t reflect.Type, isPtr bool, start int64, path string) error {
+// unmarshaler hands the value's bytes to u, placing its error at the value.
+func (w *walker) unmarshaler(u json.Unmarshaler, start int64, path string) error {
 	var raw json.RawMessage
 	if err := w.dec.Decode(&raw); err != nil {
 		return syntaxError(err, w.pos)
 	}
-	if isPtr && string(raw) == "null" {
-		return nil // encoding/json sets the pointer to nil without asking
-	}
-	if err := reflect.New(t).Interface().(json.Unmarshaler).UnmarshalJSON(raw); err != nil {
+	if err := u.UnmarshalJSON(raw); err != nil {
 		return w.pos.at(start, path, unmarshalerMessage(err, raw))
 	}
 	return nil
@@ -260,8 +320,9 @@ func kindWord(t reflect.Type) string {
 	return ""
 }
 
-// textUnmarshaler checks a string value with a fresh t's UnmarshalText.
-func (w *walker) textUnmarshaler(t reflect.Type, start int64, path string) error {
+// textUnmarshaler hands a string value to u's UnmarshalText; a null leaves
+// the value alone.
+func (w *walker) textUnmarshaler(u encoding.TextUnmarshaler, start int64, path string) error {
 	tok, err := w.token()
 	if err != nil {
 		return err
@@ -273,41 +334,54 @@ func (w *walker) textUnmarshaler(t reflect.Type, start int64, path string) error
 	if !ok {
 		return w.pos.at(start, path, "want a string, got "+describe(tok))
 	}
-	if err := reflect.New(t).Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
+	if err := u.UnmarshalText([]byte(s)); err != nil {
 		return w.pos.at(start, path, err.Error())
 	}
 	return nil
 }
 
-// anyValue checks a value decoded into an empty interface whose first
-// token was read: any value goes, but its keys must not repeat and its
-// numbers must fit in a float64.
-func (w *walker) anyValue(t reflect.Type, tok json.Token, start int64, path string) error {
-	switch tok {
-	case json.Delim('{'):
-		return w.object(path, func(key string, _ int64) (reflect.Type, string, error) {
-			return t, JoinPath(path, key), nil
-		})
-	case json.Delim('['):
+// anyType is the type of an empty interface's elements.
+var anyType = reflect.TypeFor[any]()
+
+// anyValue decodes a value into an empty interface, its first token read,
+// as encoding/json does (objects to map[string]any, lists to []any, numbers
+// to float64); its keys must not repeat and its numbers must fit in a
+// float64.
+func (w *walker) anyValue(tok json.Token, start int64, path string) (any, error) {
+	switch x := tok.(type) {
+	case json.Delim:
+		if x == '{' {
+			m := map[string]any{}
+			err := w.object(path, func(key string, _ int64) (reflect.Value, string, func(), error) {
+				elem := reflect.New(anyType).Elem()
+				return elem, JoinPath(path, key), func() { m[key] = elem.Interface() }, nil
+			})
+			return m, err
+		}
+		l := []any{}
 		for i := 0; w.dec.More(); i++ {
-			if err := w.walk(t, fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
+			elem := reflect.New(anyType).Elem()
+			if err := w.walk(elem, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return nil, err
 			}
+			l = append(l, elem.Interface())
 		}
 		_, err := w.token()
-		return err
-	}
-	if n, ok := tok.(json.Number); ok {
-		if _, err := strconv.ParseFloat(string(n), 64); err != nil {
-			return w.pos.at(start, path, "want a number that fits in a float64, got the number "+string(n))
+		return l, err
+	case json.Number:
+		f, err := strconv.ParseFloat(string(x), 64)
+		if err != nil {
+			return nil, w.pos.at(start, path, "want a number that fits in a float64, got the number "+string(x))
 		}
+		return f, nil
 	}
-	return nil
+	return tok, nil // a string or a bool
 }
 
-// object walks the members of an object whose '{' was read; member gives
-// the type and path of each key's value or rejects the key.
-func (w *walker) object(path string, member func(key string, keyAt int64) (reflect.Type, string, error)) error {
+// object decodes the members of an object whose '{' was read: member gives
+// the value to decode each key's value into, its path, and what to do once
+// it is decoded (nil: nothing), or rejects the key.
+func (w *walker) object(path string, member func(key string, keyAt int64) (reflect.Value, string, func(), error)) error {
 	seen := map[string]bool{}
 	for w.dec.More() {
 		keyAt := w.next()
@@ -316,7 +390,7 @@ func (w *walker) object(path string, member func(key string, keyAt int64) (refle
 			return err
 		}
 		key := tok.(string) // object keys are always strings
-		t, p, err := member(key, keyAt)
+		v, p, done, err := member(key, keyAt)
 		if err != nil {
 			return err
 		}
@@ -324,8 +398,11 @@ func (w *walker) object(path string, member func(key string, keyAt int64) (refle
 			return w.pos.at(keyAt, p, "duplicate key")
 		}
 		seen[p] = true
-		if err := w.walk(t, p); err != nil {
+		if err := w.walk(v, p); err != nil {
 			return err
+		}
+		if done != nil {
+			done()
 		}
 	}
 	_, err := w.token()
@@ -334,8 +411,8 @@ func (w *walker) object(path string, member func(key string, keyAt int64) (refle
 
 // field is a struct field that JSON can set.
 type field struct {
-	name string // the JSON name
-	typ  reflect.Type
+	name  string // the JSON name
+	index int    // in its struct
 }
 
 // structFields lists the fields of t that encoding/json decodes into.
@@ -365,7 +442,7 @@ func (w *walker) structFields(t reflect.Type) ([]field, error) {
 		if name == "" {
 			name = f.Name
 		}
-		fs = append(fs, field{name: name, typ: f.Type})
+		fs = append(fs, field{name: name, index: i})
 	}
 	w.fields[t] = fs
 	return fs, nil

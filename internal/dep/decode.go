@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"hash/maphash"
+	"slices"
 )
 
 // Decoder decodes the successive answers of one query, doing work in
@@ -14,9 +15,17 @@ import (
 // equal to Decode's (tested on randomised answers); unchanged elements are
 // the same pointers as before, which also makes comparing two answers cheap.
 //
-// It keeps, per element of the last answer, a 128-bit hash of its bytes and
-// its value: no copy of the answer. Not safe for concurrent use: one per
-// watch loop.
+// Consul's answers change little between two blocking queries: one instance
+// added, removed or modified among thousands. So the Decoder keeps a copy
+// of the last answer and compares the new one with it first (a memory
+// compare, many GB/s): the elements wholly inside the common prefix, and
+// those after an element boundary inside the common suffix, are the
+// previous answer's, and only the bytes between are split and hashed
+// (splitting is the decode's main cost: 600-900 MB/s, 10 ms for 10,000
+// instances). Elements between are looked up by a 128-bit hash of their
+// bytes, so a reordered answer still reuses what it can.
+//
+// Not safe for concurrent use: one per watch loop.
 type Decoder struct {
 	q     Query
 	spec  *kindSpec
@@ -24,11 +33,35 @@ type Decoder struct {
 	s2    maphash.Seed
 	cache map[elemKey]any
 	spare map[elemKey]any // the map before cache, cleared and refilled next time
-	elems []any           // scratch, reused between answers
+
+	// The last answer that split cleanly: its bytes, and per element its
+	// end offset, key and value. The scratch slices of the answer being
+	// decoded swap with them.
+	prev          []byte
+	last, scratch elements
+	havePrev      bool
 
 	// Reused and Decoded count the elements of the last answer taken from
 	// the previous one and decoded afresh (both 0 after a whole decode).
 	Reused, Decoded int
+}
+
+// elements are an answer's elements in order.
+type elements struct {
+	ends []int // end offset (exclusive) of each element in the answer
+	keys []elemKey
+	vals []any
+}
+
+func (e *elements) reset() {
+	clear(e.vals) // drop references to old values
+	e.ends, e.keys, e.vals = e.ends[:0], e.keys[:0], e.vals[:0]
+}
+
+func (e *elements) add(end int, k elemKey, v any) {
+	e.ends = append(e.ends, end)
+	e.keys = append(e.keys, k)
+	e.vals = append(e.vals, v)
 }
 
 type elemKey struct {
@@ -42,11 +75,11 @@ func NewDecoder(q Query) *Decoder {
 }
 
 // Decode converts one answer (nil: nothing there) to q's value. The body is
-// not retained.
+// not retained (the Decoder keeps its own copy).
 func (d *Decoder) Decode(body []byte) (any, error) {
 	d.Reused, d.Decoded = 0, 0
 	if d.spec == nil || d.spec.element == nil || body == nil {
-		d.cache, d.spare = nil, nil
+		d.forget()
 		return Decode(d.q, body)
 	}
 	next := d.spare
@@ -54,41 +87,130 @@ func (d *Decoder) Decode(body []byte) (any, error) {
 		next = make(map[elemKey]any, len(d.cache))
 	}
 	clear(next)
-	elems := d.elems[:0]
-	err := splitArray(body, func(raw []byte) error {
-		k := elemKey{maphash.Bytes(d.s1, raw), maphash.Bytes(d.s2, raw), len(raw)}
-		v, ok := next[k]
+	cur := &d.scratch
+	cur.reset()
+	last := &d.last
+
+	// The elements of the common prefix and where to split from.
+	from, first, k := 0, true, 0
+	suffixFrom, delta := len(body)+1, len(body)-len(d.prev)
+	if d.havePrev {
+		p := commonPrefix(d.prev, body)
+		// Elements that end, with the byte after them, inside the prefix
+		// split the same in both answers.
+		k, _ = slices.BinarySearch(last.ends, p)
+		for i := range k {
+			cur.add(last.ends[i], last.keys[i], last.vals[i])
+			next[last.keys[i]] = last.vals[i]
+		}
+		d.Reused += k
+		if k > 0 {
+			from, first = last.ends[k-1], false
+		}
+		suffixFrom = len(body) - commonSuffix(d.prev, body)
+	}
+	if first {
+		i := skipSpace(body, 0)
+		if i >= len(body) || body[i] != '[' {
+			return d.whole(body, next)
+		}
+		from = i + 1
+	}
+	err := scanArray(body, from, first, func(a, b int) (bool, error) {
+		raw := body[a:b]
+		key := elemKey{maphash.Bytes(d.s1, raw), maphash.Bytes(d.s2, raw), len(raw)}
+		v, ok := next[key]
 		if !ok {
-			if v, ok = d.cache[k]; ok {
+			if v, ok = d.cache[key]; ok {
 				d.Reused++
 			} else {
 				var err error
 				if v, err = d.spec.element(d.q, raw); err != nil {
-					return err
+					return false, err
 				}
 				d.Decoded++
 			}
-			next[k] = v
+			next[key] = v
 		} else {
 			d.Reused++
 		}
-		elems = append(elems, v)
-		return nil
+		cur.add(b, key, v)
+		if b < suffixFrom {
+			return false, nil
+		}
+		// From b on the answer is the previous one's from b-delta: if an
+		// element of it ended there, the rest are its elements.
+		j, found := slices.BinarySearch(last.ends, b-delta)
+		if !found {
+			return false, nil
+		}
+		for i := j + 1; i < len(last.ends); i++ {
+			cur.add(last.ends[i]+delta, last.keys[i], last.vals[i])
+			next[last.keys[i]] = last.vals[i]
+			d.Reused++
+		}
+		return true, nil
 	})
 	if err != nil {
 		// Not a well-formed array: the whole decode gives the same error
 		// (or value) as the non-incremental path would.
-		clear(next)
-		d.cache, d.spare, d.Reused, d.Decoded = nil, next, 0, 0
-		return Decode(d.q, body)
+		return d.whole(body, next)
 	}
-	v := d.spec.assemble(d.q, elems)
-	clear(elems) // drop references held by the scratch slice
-	d.elems, d.cache, d.spare = elems[:0], next, d.cache
+	v := d.spec.assemble(d.q, cur.vals)
+	d.prev = append(d.prev[:0], body...)
+	d.havePrev = true
+	d.last, d.scratch = d.scratch, d.last
+	d.scratch.reset() // drop the old answer's values now, not at the next call
+	d.cache, d.spare = next, d.cache
 	if d.spare != nil {
-		clear(d.spare) // drop the old answer's values now, not at the next call
+		clear(d.spare)
 	}
 	return v, nil
+}
+
+// whole decodes body without the previous answer and forgets it.
+func (d *Decoder) whole(body []byte, next map[elemKey]any) (any, error) {
+	clear(next)
+	d.forget()
+	d.spare = next
+	d.Reused, d.Decoded = 0, 0
+	return Decode(d.q, body)
+}
+
+// forget drops what the Decoder kept of earlier answers.
+func (d *Decoder) forget() {
+	d.cache, d.spare, d.havePrev = nil, nil, false
+	d.prev = d.prev[:0]
+	d.last.reset()
+	d.scratch.reset()
+}
+
+// commonPrefix is the length of the longest common prefix of a and b.
+func commonPrefix(a, b []byte) int {
+	n := min(len(a), len(b))
+	i := 0
+	const chunk = 4 << 10 // compared with bytes.Equal (vectorised), then byte by byte
+	for i+chunk <= n && bytes.Equal(a[i:i+chunk], b[i:i+chunk]) {
+		i += chunk
+	}
+	for i < n && a[i] == b[i] {
+		i++
+	}
+	return i
+}
+
+// commonSuffix is the length of the longest common suffix of a and b.
+func commonSuffix(a, b []byte) int {
+	n := min(len(a), len(b))
+	i := 0
+	const chunk = 4 << 10
+	for i+chunk <= n && bytes.Equal(a[len(a)-i-chunk:len(a)-i], b[len(b)-i-chunk:len(b)-i]) {
+		i += chunk
+	}
+	for i < n && a[len(a)-1-i] == b[len(b)-1-i] {
+		i++
+	}
+	return i
 }
 
 var errSyntax = errors.New("not a JSON array")
@@ -103,19 +225,45 @@ func splitArray(body []byte, fn func(raw []byte) error) error {
 	if i >= len(body) || body[i] != '[' {
 		return errSyntax
 	}
-	i = skipSpace(body, i+1)
-	if i < len(body) && body[i] == ']' {
-		if skipSpace(body, i+1) != len(body) {
+	return scanArray(body, i+1, true, func(a, b int) (bool, error) { return false, fn(body[a:b]) })
+}
+
+// scanArray goes on splitting the JSON array in body from offset i, just
+// past its '[' (first) or just past one of its elements, calling fn with
+// each element's start and end offsets until fn stops it (the caller knows
+// the rest) or the array ends; then nothing but space may follow.
+func scanArray(body []byte, i int, first bool, fn func(start, end int) (stop bool, err error)) error {
+	if first {
+		i = skipSpace(body, i)
+		if i < len(body) && body[i] == ']' {
+			if skipSpace(body, i+1) != len(body) {
+				return errSyntax
+			}
+			return nil
+		}
+	} else {
+		i = skipSpace(body, i)
+		if i >= len(body) {
 			return errSyntax
 		}
-		return nil
+		switch body[i] {
+		case ',':
+			i = skipSpace(body, i+1)
+		case ']':
+			if skipSpace(body, i+1) != len(body) {
+				return errSyntax
+			}
+			return nil
+		default:
+			return errSyntax
+		}
 	}
 	for {
 		end, err := valueEnd(body, i)
 		if err != nil {
 			return err
 		}
-		if err := fn(body[i:end]); err != nil {
+		if stop, err := fn(i, end); err != nil || stop {
 			return err
 		}
 		i = skipSpace(body, end)

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/consul/api"
@@ -190,6 +191,81 @@ func TestDecoderOtherKinds(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDecoderPrefixSuffix drives the common-prefix and common-suffix reuse
+// with answers built to confuse it: a tiny alphabet of elements (so the
+// same bytes repeat at many offsets), edits at either end and in the
+// middle, whole elements duplicated or dropped, spacing and indentation
+// changes, and bytes edited inside an element (which may break the array:
+// then both decoders must fail alike). Every answer is checked against a
+// whole decode of the same bytes, and an answer that differs from the
+// previous one by a single element must not decode more than it.
+func TestDecoderPrefixSuffix(t *testing.T) {
+	q, _ := ParsePrefix("cfg/")
+	r := rand.New(rand.NewPCG(11, 12))
+	alphabet := []string{
+		`{"Key":"cfg/a","Value":"eA=="}`, `{"Key":"cfg/b","Value":"eQ=="}`, `{"Key":"cfg/a","Value":"eQ==","Flags":1}`,
+		`{"Key":"cfg/\"],[","Value":null}`, `{"Key":"cfg/c","Value":"eA==","ModifyIndex":7}`,
+	}
+	render := func(els []string, sep string) []byte {
+		return []byte("[" + sep + strings.Join(els, ","+sep) + sep + "]")
+	}
+	for run := range 40 {
+		d := NewDecoder(q)
+		var els []string
+		sep := ""
+		prevOK := false // the previous answer decoded: the decoder kept it
+		var lastBody []byte
+		for step := range 60 {
+			single := false
+			switch op := r.IntN(9); {
+			case op < 2: // insert one
+				els = slices.Insert(els, r.IntN(len(els)+1), alphabet[r.IntN(len(alphabet))])
+				single = true
+			case op < 4 && len(els) > 0: // delete one
+				i := r.IntN(len(els))
+				els = slices.Delete(els, i, i+1)
+				single = true
+			case op < 6 && len(els) > 0: // replace one
+				els[r.IntN(len(els))] = alphabet[r.IntN(len(alphabet))]
+				single = true
+			case op < 7: // duplicate a run
+				if len(els) > 0 {
+					i := r.IntN(len(els))
+					els = slices.Insert(els, i, els[i:min(len(els), i+1+r.IntN(3))]...)
+				}
+			case op < 8: // spacing changes everything but the elements
+				sep = []string{"", " ", "\n  ", "\t"}[r.IntN(4)]
+			default: // an unchanged answer
+			}
+			body := render(els, sep)
+			damaged := false
+			if r.IntN(15) == 0 && len(body) > 2 { // a damaged byte: both must agree
+				damaged = true
+				body = slices.Clone(body)
+				body[1+r.IntN(len(body)-2)] = "x,]}{\\"[r.IntN(6)]
+			}
+			got, gotErr := d.Decode(body)
+			want, wantErr := Decode(q, body)
+			if (gotErr == nil) != (wantErr == nil) {
+				t.Fatalf("run %d step %d: %s\nincremental err %v, whole err %v", run, step, body, gotErr, wantErr)
+			}
+			wasOK := prevOK
+			prevBody := lastBody
+			lastBody = body
+			prevOK = gotErr == nil && !damaged // the next answer is then one edit away
+			if gotErr != nil {
+				continue
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("run %d step %d: %s\ngot  %s\nwant %s", run, step, body, js(got), js(want))
+			}
+			if single && wasOK && !damaged && d.Decoded > 1 {
+				t.Fatalf("run %d step %d: one element changed, %d decoded (reused %d)\nprev %s\nbody %s", run, step, d.Decoded, d.Reused, prevBody, body)
+			}
+		}
 	}
 }
 

@@ -205,9 +205,12 @@ func TestDecoderOtherKinds(t *testing.T) {
 func TestDecoderPrefixSuffix(t *testing.T) {
 	q, _ := ParsePrefix("cfg/")
 	r := rand.New(rand.NewPCG(11, 12))
+	long := strings.Repeat("eHl6", 150) // 600 bytes: answers span many of the Decoder's 2 KiB chunks
 	alphabet := []string{
 		`{"Key":"cfg/a","Value":"eA=="}`, `{"Key":"cfg/b","Value":"eQ=="}`, `{"Key":"cfg/a","Value":"eQ==","Flags":1}`,
 		`{"Key":"cfg/\"],[","Value":null}`, `{"Key":"cfg/c","Value":"eA==","ModifyIndex":7}`,
+		`{"Key":"cfg/d","Value":"` + long + `"}`, `{"Key":"cfg/e","Value":"` + long + `"}`,
+		`{"Key":"cfg/e","Value":"` + long + `","Flags":2}`,
 	}
 	render := func(els []string, sep string) []byte {
 		return []byte("[" + sep + strings.Join(els, ","+sep) + sep + "]")
@@ -215,10 +218,13 @@ func TestDecoderPrefixSuffix(t *testing.T) {
 	for run := range 40 {
 		d := NewDecoder(q)
 		var els []string
+		for range r.IntN(40) {
+			els = append(els, alphabet[r.IntN(len(alphabet))])
+		}
 		sep := ""
 		prevOK := false // the previous answer decoded: the decoder kept it
 		var lastBody []byte
-		for step := range 60 {
+		for step := range 80 {
 			single := false
 			switch op := r.IntN(9); {
 			case op < 2: // insert one

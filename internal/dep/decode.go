@@ -258,22 +258,10 @@ func scanArray(body []byte, i int, first bool, fn func(start, end int) (stop boo
 			}
 			return nil
 		}
+	} else if next, done, err := afterElement(body, i); err != nil || done {
+		return err
 	} else {
-		i = skipSpace(body, i)
-		if i >= len(body) {
-			return errSyntax
-		}
-		switch body[i] {
-		case ',':
-			i = skipSpace(body, i+1)
-		case ']':
-			if skipSpace(body, i+1) != len(body) {
-				return errSyntax
-			}
-			return nil
-		default:
-			return errSyntax
-		}
+		i = next
 	}
 	for {
 		end, err := valueEnd(body, i)
@@ -283,22 +271,32 @@ func scanArray(body []byte, i int, first bool, fn func(start, end int) (stop boo
 		if stop, err := fn(i, end); err != nil || stop {
 			return err
 		}
-		i = skipSpace(body, end)
-		if i >= len(body) {
-			return errSyntax
+		next, done, err := afterElement(body, end)
+		if err != nil || done {
+			return err
 		}
-		switch body[i] {
-		case ',':
-			i = skipSpace(body, i+1)
-		case ']':
-			if skipSpace(body, i+1) != len(body) {
-				return errSyntax
-			}
-			return nil
-		default:
-			return errSyntax
-		}
+		i = next
 	}
+}
+
+// afterElement reads what follows an element that ends at i: a comma, and
+// then where the next element starts, or the array's end (done), after
+// which only space may follow.
+func afterElement(body []byte, i int) (next int, done bool, err error) {
+	i = skipSpace(body, i)
+	if i >= len(body) {
+		return 0, false, errSyntax
+	}
+	switch body[i] {
+	case ',':
+		return skipSpace(body, i+1), false, nil
+	case ']':
+		if skipSpace(body, i+1) != len(body) {
+			return 0, false, errSyntax
+		}
+		return 0, true, nil
+	}
+	return 0, false, errSyntax
 }
 
 func skipSpace(b []byte, i int) int {

@@ -16,9 +16,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/autopilot/autopilot/internal/telemetry"
 	"github.com/autopilot/autopilot/internal/testenv"
@@ -105,7 +102,7 @@ func (o *observed) run(bin string, args ...string) (int, string) {
 	return testenv.ExitCode(cmd), string(out)
 }
 
-type scraped map[string]*dto.MetricFamily
+type scraped struct{ testenv.Metrics }
 
 func (o *observed) scrape() scraped {
 	o.t.Helper()
@@ -118,52 +115,15 @@ func (o *observed) scrape() scraped {
 
 // tryScrape scrapes /metrics and parses it with Prometheus' parser.
 func (o *observed) tryScrape() (scraped, error) {
-	resp, err := http.Get(o.metrics + "/metrics")
-	if err != nil {
-		return nil, fmt.Errorf("scrape: %w", err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.LegacyValidation)
-	f, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("scrape: parse: %w", err)
-	}
-	return f, nil
+	m, err := testenv.ScrapeMetrics(o.metrics + "/metrics")
+	return scraped{m}, err
 }
 
 // value is the sample of name whose labels match want ("k=v"; a value
 // ending in * matches a prefix); -1 when there is none.
 func (f scraped) value(name string, want ...string) float64 {
-	mf, ok := f[name]
-	if !ok {
-		return -1
-	}
-next:
-	for _, m := range mf.GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for _, kv := range want {
-			k, v, _ := strings.Cut(kv, "=")
-			if p, ok := strings.CutSuffix(v, "*"); ok {
-				if !strings.HasPrefix(have[k], p) {
-					continue next
-				}
-			} else if have[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Summary != nil:
-			return float64(m.Summary.GetSampleCount())
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
-		}
+	if v, ok := f.Value(name, want...); ok {
+		return v
 	}
 	return -1
 }
@@ -407,13 +367,7 @@ func TestObserveAndSteer(t *testing.T) {
 	}
 
 	// Every metric the example dashboard uses exists in this real scrape.
-	have := map[string]bool{}
-	for n, mf := range o.scrape() {
-		have[n] = true
-		if t := mf.GetType(); t == dto.MetricType_HISTOGRAM || t == dto.MetricType_SUMMARY {
-			have[n+"_sum"], have[n+"_count"], have[n+"_bucket"] = true, true, true
-		}
-	}
+	have := o.scrape().Series()
 	b, err := os.ReadFile(filepath.Join(repoRoot, "examples/grafana-dashboard.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -460,7 +414,7 @@ func TestSensorFeedsMetric(t *testing.T) {
 	o := &observed{t: t, metrics: "http://127.0.0.1:" + strconv.Itoa(tport)}
 	o.await("sensor gauge", "app_queue_depth", equal(42.5))
 	o.await("sensor counter", "app_ticks_total", atLeast(2))
-	if h := o.scrape()["app_queue_depth"].GetHelp(); h != "jobs waiting" {
+	if h := o.scrape().Metrics["app_queue_depth"].GetHelp(); h != "jobs waiting" {
 		t.Errorf("help %q", h)
 	}
 	cmd := exec.Command(autopilotBin, "status", "-url", o.metrics)

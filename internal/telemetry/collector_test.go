@@ -89,7 +89,7 @@ func TestCollectorValues(t *testing.T) {
 		{"autopilot_service_maintenance", []string{"service=app", "id=app-h-80"}, 1},
 		{"autopilot_service_registered", []string{"service=app"}, 1},
 	} {
-		got, ok := f.value(tc.name, tc.labels...)
+		got, ok := f.Value(tc.name, tc.labels...)
 		if !ok {
 			t.Errorf("%s%v: no sample (families: %v)", tc.name, tc.labels, f)
 			continue
@@ -98,7 +98,7 @@ func TestCollectorValues(t *testing.T) {
 			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
 		}
 	}
-	if got, _ := f.value("autopilot_template_missing_data_seconds", dest); got < 90 || got > 150 {
+	if got, _ := f.Value("autopilot_template_missing_data_seconds", dest); got < 90 || got > 150 {
 		t.Errorf("missing_data_seconds = %v, want about 90", got)
 	}
 	h := f["autopilot_consul_blocking_query_duration_seconds"].GetMetric()[0].GetHistogram()
@@ -106,7 +106,7 @@ func TestCollectorValues(t *testing.T) {
 		t.Errorf("blocking latency histogram: %v", h)
 	}
 	// A job without a health check has no check series.
-	if _, ok := f.value("autopilot_health_check_runs_total", "job=cron"); ok {
+	if _, ok := f.Value("autopilot_health_check_runs_total", "job=cron"); ok {
 		t.Error("health check series for a job without health check")
 	}
 	// Every metric of the table shows up for a snapshot that has everything.
@@ -138,17 +138,17 @@ func TestCollectorDropsDuplicateSeriesOnly(t *testing.T) {
 	snap := fullSnapshot(time.Now())
 	snap.Templates = append(snap.Templates, snap.Templates[0]) // a source bug: same destination twice
 	f := scrape(t, serveCollector(t, snap)+"/metrics")
-	if got, _ := f.value("autopilot_template_writes_total"); got != 4 {
+	if got, _ := f.Value("autopilot_template_writes_total"); got != 4 {
 		t.Errorf("writes = %v, want the first series kept", got)
 	}
-	if _, ok := f.value("autopilot_job_starts_total", "job=app"); !ok {
+	if _, ok := f.Value("autopilot_job_starts_total", "job=app"); !ok {
 		t.Error("the rest of the scrape was lost")
 	}
 }
 
 func TestCollectorEmptySnapshot(t *testing.T) {
 	f := scrape(t, serveCollector(t, Snapshot{})+"/metrics")
-	if _, ok := f.value("autopilot_build_info"); !ok {
+	if _, ok := f.Value("autopilot_build_info"); !ok {
 		t.Errorf("build_info missing: %v", f)
 	}
 	if _, ok := f["go_goroutines"]; !ok {

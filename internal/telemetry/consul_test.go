@@ -69,7 +69,7 @@ func TestTemplateMetricsFollowConsul(t *testing.T) {
 		return Snapshot{Version: "test", Templates: Templates(r.Stats()), Consul: Consul(client.Stats()), Watches: Watches(w.Watches())}
 	}), nil) + "/metrics"
 	metric := func(name, dest string) float64 {
-		v, _ := scrape(t, url).value(name, "destination="+dest)
+		v, _ := scrape(t, url).Value(name, "destination="+dest)
 		return v
 	}
 	await := func(what, name, dest string, ok func(float64) bool) {
@@ -117,26 +117,26 @@ func TestTemplateMetricsFollowConsul(t *testing.T) {
 	// The watch behind the template: its instances and requests, and the
 	// client's requests by endpoint.
 	q := `query=service "web|passing"`
-	if v, ok := f.value("autopilot_watch_instances", q); !ok || v != 2 {
+	if v, ok := f.Value("autopilot_watch_instances", q); !ok || v != 2 {
 		t.Errorf("watch instances = %v (present %v), want 2; scrape: %v", v, ok, f["autopilot_watch_instances"])
 	}
-	if v, _ := f.value("autopilot_watch_requests_total", q); v < 4 {
+	if v, _ := f.Value("autopilot_watch_requests_total", q); v < 4 {
 		t.Errorf("watch requests = %v, want >= 4 (one per change)", v)
 	}
-	if v, _ := f.value("autopilot_watch_last_change_timestamp_seconds", q); v < float64(time.Now().Add(-time.Minute).Unix()) {
+	if v, _ := f.Value("autopilot_watch_last_change_timestamp_seconds", q); v < float64(time.Now().Add(-time.Minute).Unix()) {
 		t.Errorf("watch last change = %v", v)
 	}
-	if v, _ := f.value("autopilot_consul_requests_total", "endpoint=health.service", "outcome=ok"); v < 4 {
+	if v, _ := f.Value("autopilot_consul_requests_total", "endpoint=health.service", "outcome=ok"); v < 4 {
 		t.Errorf("consul requests health.service ok = %v", v)
 	}
-	if v, _ := f.value("autopilot_consul_blocking_query_duration_seconds"); v < 4 {
+	if v, _ := f.Value("autopilot_consul_blocking_query_duration_seconds"); v < 4 {
 		t.Errorf("blocking query latency samples = %v", v)
 	}
 	// Consul goes away: the watch counts its errors, the scrape and the
 	// status keep answering at once, the file stays.
 	agent.Stop()
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
-		v, _ := scrape(t, url).value("autopilot_watch_errors_total", q)
+		v, _ := scrape(t, url).Value("autopilot_watch_errors_total", q)
 		return v > 0, "watch errors " + ftoa(v)
 	})
 	start := time.Now()
@@ -149,8 +149,8 @@ func TestTemplateMetricsFollowConsul(t *testing.T) {
 	if got := readFile(t, upstreams); got != "127.0.0.1:8001\n127.0.0.2:8003\n" {
 		t.Errorf("destination during the outage: %q", got)
 	}
-	renders, _ := f.value("autopilot_template_renders_total", "destination="+upstreams)
-	timed, _ := f.value("autopilot_template_render_duration_seconds", "destination="+upstreams)
+	renders, _ := f.Value("autopilot_template_renders_total", "destination="+upstreams)
+	timed, _ := f.Value("autopilot_template_render_duration_seconds", "destination="+upstreams)
 	if renders < 4 || timed != renders {
 		t.Errorf("renders %v, render duration samples %v: want >= 4 and equal", renders, timed)
 	}

@@ -100,26 +100,10 @@ func dashboardMetrics(t *testing.T) map[string]bool {
 	return names
 }
 
-// seriesNames are the names a scrape exposes, with the _bucket, _sum and
-// _count series of histograms and summaries.
-func seriesNames(f families) map[string]bool {
-	out := map[string]bool{}
-	for n, mf := range f {
-		out[n] = true
-		switch mf.GetType().String() {
-		case "HISTOGRAM":
-			out[n+"_bucket"], out[n+"_sum"], out[n+"_count"] = true, true, true
-		case "SUMMARY":
-			out[n+"_sum"], out[n+"_count"] = true, true
-		}
-	}
-	return out
-}
-
 // TestDashboardMetricsExist: every metric in the example Grafana dashboard
 // is in a real scrape of the telemetry server.
 func TestDashboardMetricsExist(t *testing.T) {
-	have := seriesNames(scrape(t, serveCollector(t, fullSnapshot(time.Now()))+"/metrics"))
+	have := scrape(t, serveCollector(t, fullSnapshot(time.Now()))+"/metrics").Series()
 	for n := range dashboardMetrics(t) {
 		if !have[n] {
 			t.Errorf("the dashboard queries %s, which no scrape has", n)

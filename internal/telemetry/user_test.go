@@ -92,7 +92,7 @@ func TestUserMetricsScrapedAndKeptAcrossReload(t *testing.T) {
 	}
 	f := scrape(t, url+"/metrics")
 	for name, want := range map[string]float64{"app_hits": 5, "app_db_conns": 7, "latency_seconds": 2, "size_bytes": 1} {
-		if got, ok := f.value(name); !ok || got != want {
+		if got, ok := f.Value(name); !ok || got != want {
 			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)
 		}
 	}
@@ -106,10 +106,10 @@ func TestUserMetricsScrapedAndKeptAcrossReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	f = scrape(t, url+"/metrics")
-	if got, _ := f.value("app_hits"); got != 5 {
+	if got, _ := f.Value("app_hits"); got != 5 {
 		t.Errorf("app_hits after reload = %v, want 5", got)
 	}
-	if got, _ := f.value("app_db_conns"); got != 0 {
+	if got, _ := f.Value("app_db_conns"); got != 0 {
 		t.Errorf("app_db_conns after reload = %v, want 0", got)
 	}
 	if _, ok := f["latency_seconds"]; ok {

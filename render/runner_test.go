@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/autopilot/autopilot/internal/dep"
 	"github.com/autopilot/autopilot/internal/proc"
 	"github.com/autopilot/autopilot/internal/testenv"
 )
@@ -22,7 +23,14 @@ const upstreamTmpl = `{{ range service "web" }}server {{ .Address }}:{{ .Port }}
 
 func startRunner(t *testing.T, src *mapSource, cfg Config) (*Runner, context.CancelFunc) {
 	t.Helper()
-	r, err := NewRunner(src, []Config{cfg}, RunnerOptions{Log: zerolog.Nop()})
+	return runRunner(t, src, RunnerOptions{Log: zerolog.Nop()}, cfg)
+}
+
+// runRunner runs a Runner over cfgs until the test ends or cancel is
+// called, and waits for it to return.
+func runRunner(t *testing.T, src dep.Source, opts RunnerOptions, cfgs ...Config) (*Runner, context.CancelFunc) {
+	t.Helper()
+	r, err := NewRunner(src, cfgs, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package render
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -151,15 +150,7 @@ func TestWatchTemplatesFollowsSwaps(t *testing.T) {
 // -watch-templates on, until the test ends.
 func runWatchingTemplates(t *testing.T, src dep.Source, tmpl, dest string, log zerolog.Logger) *Runner {
 	t.Helper()
-	r, err := NewRunner(src, []Config{{Source: tmpl, Destination: dest}}, RunnerOptions{
-		WatchTemplates: true, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	r, _ := runRunner(t, src, RunnerOptions{WatchTemplates: true, Log: log}, Config{Source: tmpl, Destination: dest})
 	return r
 }
 

@@ -83,15 +83,8 @@ func TestWriteRetriesUntilConverged(t *testing.T) {
 			q := svcQuery(t, "web")
 			src.set(q, instances("web", "127.0.0.1"))
 			var logs testenv.Buffer
-			r, err := NewRunner(src, []Config{{Source: writeTemp(t, "t.ctmpl", upstreamTmpl), Destination: dest}},
-				RunnerOptions{Log: zerolog.New(&logs)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { r.Run(ctx); close(done) }()
-			t.Cleanup(func() { cancel(); <-done })
+			r, _ := runRunner(t, src, RunnerOptions{Log: zerolog.New(&logs)},
+				Config{Source: writeTemp(t, "t.ctmpl", upstreamTmpl), Destination: dest})
 			const v1, v2 = "server 127.0.0.1:8000;\n", "server 127.0.0.1:8000;\nserver 127.0.0.2:8001;\n"
 			testenv.Eventually(t, 5*time.Second, func() (bool, string) {
 				got := readFile(t, dest)

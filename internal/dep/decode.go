@@ -46,7 +46,6 @@ type Decoder struct {
 	head, tail           []chunkKey
 	headSpare, tailSpare []chunkKey
 	last, scratch        elements
-	havePrev             bool
 
 	// Reused and Decoded count the elements of the last answer taken from
 	// the previous one and decoded afresh (both 0 after a whole decode).
@@ -136,22 +135,21 @@ func (d *Decoder) Decode(body []byte) (any, error) {
 	// The elements of the common prefix and where to split from.
 	head := d.chunks(d.headSpare[:0], body, false)
 	tail := d.chunks(d.tailSpare[:0], body, true)
-	from, first, k := 0, true, 0
-	suffixFrom, delta := len(body)+1, len(body)-d.prevLen
-	if d.havePrev {
-		p := sameChunks(d.head, head) * chunkSize
-		// Elements that end, with the byte after them, inside the prefix
-		// split the same in both answers.
-		k, _ = slices.BinarySearch(last.ends, p)
-		for i := range k {
-			cur.add(last.ends[i], last.keys[i], last.vals[i])
-			next[last.keys[i]] = last.vals[i]
-		}
-		d.Reused += k
-		if k > 0 {
-			from, first = last.ends[k-1], false
-		}
-		suffixFrom = len(body) - sameChunks(d.tail, tail)*chunkSize
+	// Without a previous answer both lists of chunks are empty: no prefix,
+	// no suffix.
+	p := sameChunks(d.head, head) * chunkSize
+	suffixFrom, delta := len(body)-sameChunks(d.tail, tail)*chunkSize, len(body)-d.prevLen
+	// Elements that end, with the byte after them, inside the prefix split
+	// the same in both answers.
+	k, _ := slices.BinarySearch(last.ends, p)
+	for i := range k {
+		cur.add(last.ends[i], last.keys[i], last.vals[i])
+		next[last.keys[i]] = last.vals[i]
+	}
+	d.Reused += k
+	from, first := 0, true
+	if k > 0 {
+		from, first = last.ends[k-1], false
 	}
 	if first {
 		i := skipSpace(body, 0)
@@ -201,7 +199,7 @@ func (d *Decoder) Decode(body []byte) (any, error) {
 		return d.whole(body, next)
 	}
 	v := d.spec.assemble(d.q, cur.vals)
-	d.prevLen, d.havePrev = len(body), true
+	d.prevLen = len(body)
 	d.head, d.headSpare = head, d.head
 	d.tail, d.tailSpare = tail, d.tail
 	d.last, d.scratch = d.scratch, d.last
@@ -224,7 +222,7 @@ func (d *Decoder) whole(body []byte, next map[elemKey]any) (any, error) {
 
 // forget drops what the Decoder kept of earlier answers.
 func (d *Decoder) forget() {
-	d.cache, d.spare, d.havePrev = nil, nil, false
+	d.cache, d.spare = nil, nil
 	d.head, d.tail = d.head[:0], d.tail[:0]
 	d.last.reset()
 	d.scratch.reset()

@@ -597,17 +597,7 @@ func (s *Supervisor) reload() error {
 
 // stopProcess stops a process whose job goroutine is gone: SIGTERM to its
 // group, SIGKILL after the job's stopTimeout.
-func stopProcess(j *job, p *proc.Process) {
-	_ = p.SignalGroup(syscall.SIGTERM)
-	t := time.NewTimer(j.stopTO)
-	defer t.Stop()
-	select {
-	case <-p.Done():
-	case <-t.C:
-		_ = p.SignalGroup(syscall.SIGKILL)
-		<-p.Done()
-	}
-}
+func stopProcess(j *job, p *proc.Process) { p.Stop(syscall.SIGTERM, j.stopTO) }
 
 // shutdown ends the run: it stops health checks, watches and templates,
 // deregisters every service so proxies drain it, publishes the

@@ -2,12 +2,10 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"sync"
 	"syscall"
 	"time"
@@ -23,26 +21,25 @@ import (
 // the reload signal (after a random splay), or is restarted when there is
 // none; its exit ends the run with its exit code.
 type ctChild struct {
-	argv        []string
+	cmd         proc.Command
+	runner      *proc.Runner
 	killSignal  syscall.Signal
 	killTimeout time.Duration
 	reload      *syscall.Signal
 	splay       time.Duration
 	log         zerolog.Logger
-	stdout      io.Writer
-	stderr      io.Writer
 
 	exited chan int // the child's own exit (not one we caused), once
 
 	mu      sync.Mutex
-	cmd     *exec.Cmd
-	waitErr chan error // of the current cmd
+	p       *proc.Process // the running child; nil once we stop it
 	stopped bool
 }
 
 func newCTChild(e *ctconfig.Exec, log zerolog.Logger, stdout, stderr io.Writer) *ctChild {
-	c := &ctChild{argv: ctCommand(e.Command).Argv, killSignal: syscall.SIGTERM, killTimeout: 30 * time.Second,
-		reload: e.ReloadSignal, log: log, stdout: stdout, stderr: stderr, exited: make(chan int, 1)}
+	c := &ctChild{cmd: ctCommand(e.Command), runner: &proc.Runner{Stdout: stdout, Stderr: stderr},
+		killSignal: syscall.SIGTERM, killTimeout: 30 * time.Second,
+		reload: e.ReloadSignal, log: log, exited: make(chan int, 1)}
 	if e.KillSignal != nil {
 		c.killSignal = *e.KillSignal
 	}
@@ -63,24 +60,20 @@ func (c *ctChild) start() error {
 	if c.stopped {
 		return nil
 	}
-	cmd := exec.Command(c.argv[0], c.argv[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, c.stdout, c.stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("exec %q: %w", c.argv, err)
+	p, err := c.runner.Start(c.cmd, proc.StartOptions{Stdin: os.Stdin})
+	if err != nil {
+		return fmt.Errorf("exec %q: %w", c.cmd.Argv, err)
 	}
-	c.log.Info().Strs("command", c.argv).Int("pid", cmd.Process.Pid).Msg("child started")
-	waitErr := make(chan error, 1)
-	c.cmd, c.waitErr = cmd, waitErr
+	c.log.Info().Strs("command", c.cmd.Argv).Int("pid", p.Pid).Msg("child started")
+	c.p = p
 	go func() {
-		err := cmd.Wait()
-		waitErr <- err
+		<-p.Done()
 		c.mu.Lock()
-		ours := c.cmd != cmd || c.stopped // replaced or stopped by us
+		ours := c.p != p || c.stopped // replaced or stopped by us
 		c.mu.Unlock()
 		if !ours {
 			select {
-			case c.exited <- exitCodeOf(err):
+			case c.exited <- p.ExitCode():
 			default: // the run already ends with an earlier exit
 			}
 		}
@@ -88,24 +81,10 @@ func (c *ctChild) start() error {
 	return nil
 }
 
-func exitCodeOf(err error) int {
-	if err == nil {
-		return 0
-	}
-	var xe *exec.ExitError
-	if errors.As(err, &xe) {
-		if ws, ok := xe.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return xe.ExitCode()
-	}
-	return proc.ExitCode(err)
-}
-
 // templateChanged signals or restarts the running child.
 func (c *ctChild) templateChanged(ctx context.Context) error {
 	c.mu.Lock()
-	running := c.cmd != nil && !c.stopped
+	running := c.p != nil && !c.stopped
 	c.mu.Unlock()
 	if !running {
 		return nil // the first render: the child starts after it
@@ -124,20 +103,20 @@ func (c *ctChild) templateChanged(ctx context.Context) error {
 		return nil
 	}
 	c.mu.Lock()
-	cmd, waitErr := c.cmd, c.waitErr
-	c.cmd = nil // mark the exit as ours
+	p := c.p
+	c.p = nil // mark the exit as ours
 	c.mu.Unlock()
-	c.terminate(cmd, waitErr)
+	c.terminate(p)
 	return c.start()
 }
 
 // signal sends sig to the child's process group.
 func (c *ctChild) signal(sig syscall.Signal) {
 	c.mu.Lock()
-	cmd := c.cmd
+	p := c.p
 	c.mu.Unlock()
-	if cmd != nil && cmd.Process != nil {
-		if err := proc.SignalGroup(cmd.Process.Pid, sig); err != nil {
+	if p != nil {
+		if err := p.SignalGroup(sig); err != nil {
 			c.log.Debug().Err(err).Str("signal", sig.String()).Msg("signal to child")
 		}
 	}
@@ -147,24 +126,13 @@ func (c *ctChild) signal(sig syscall.Signal) {
 func (c *ctChild) stop() {
 	c.mu.Lock()
 	c.stopped = true
-	cmd, waitErr := c.cmd, c.waitErr
+	p := c.p
 	c.mu.Unlock()
-	c.terminate(cmd, waitErr)
+	c.terminate(p)
 }
 
-func (c *ctChild) terminate(cmd *exec.Cmd, waitErr chan error) {
-	if cmd == nil || cmd.Process == nil {
-		return
-	}
-	_ = proc.SignalGroup(cmd.Process.Pid, c.killSignal)
-	t := time.NewTimer(c.killTimeout)
-	defer t.Stop()
-	select {
-	case err := <-waitErr:
-		waitErr <- err
-	case <-t.C:
-		_ = proc.SignalGroup(cmd.Process.Pid, syscall.SIGKILL)
-		err := <-waitErr
-		waitErr <- err
+func (c *ctChild) terminate(p *proc.Process) {
+	if p != nil {
+		p.Stop(c.killSignal, c.killTimeout)
 	}
 }

@@ -102,6 +102,20 @@ func (p *Process) Signaled() syscall.Signal { <-p.done; return p.signal }
 // SignalGroup sends sig to the process's whole group.
 func (p *Process) SignalGroup(sig syscall.Signal) error { return SignalGroup(p.Pid, sig) }
 
+// Stop sends sig to the process's group, SIGKILL to the group if it has not
+// exited after timeout, and returns once it has been collected.
+func (p *Process) Stop(sig syscall.Signal, timeout time.Duration) {
+	_ = p.SignalGroup(sig)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+		_ = p.SignalGroup(syscall.SIGKILL)
+		<-p.done
+	}
+}
+
 // Signal sends sig to the process only (not its group), e.g. a reload
 // signal meant for a master process that forwards it itself.
 func (p *Process) Signal(sig syscall.Signal) error { return syscall.Kill(p.Pid, sig) }

@@ -176,11 +176,7 @@ func (s *nsStack) stopContainer(c *testenv.Container, bound time.Duration) (int,
 // nginx fails no request.
 func TestNetnsStack(t *testing.T) {
 	s := newNSStack(t)
-	sales := s.startApp("sales", "sales", nsSalesPort, 0)
-	c1 := s.startApp("customers-1", "customers", nsCustomersPort, 0)
-	s.waitPassing("sales", nsSalesPort, sales)
-	s.waitPassing("customers", nsCustomersPort, c1)
-	s.startNginx()
+	sales, c1 := s.startBase()
 
 	t.Run("advertises eth0", func(t *testing.T) {
 		for _, tc := range []struct {
@@ -333,13 +329,20 @@ func TestNetnsPartition(t *testing.T) {
 	}
 }
 
+// startBase starts sales and one customers, waits until both pass in
+// Consul, then starts nginx in front of them.
+func (s *nsStack) startBase() (sales, customers1 *testenv.Container) {
+	sales = s.startApp("sales", "sales", nsSalesPort, 0)
+	customers1 = s.startApp("customers-1", "customers", nsCustomersPort, 0)
+	s.waitPassing("sales", nsSalesPort, sales)
+	s.waitPassing("customers", nsCustomersPort, customers1)
+	s.startNginx()
+	return sales, customers1
+}
+
 func partitionScenario(t *testing.T, split, heal func(s *nsStack)) {
 	s := newNSStack(t)
-	sales := s.startApp("sales", "sales", nsSalesPort, 0)
-	c1 := s.startApp("customers-1", "customers", nsCustomersPort, 0)
-	s.waitPassing("sales", nsSalesPort, sales)
-	s.waitPassing("customers", nsCustomersPort, c1)
-	s.startNginx()
+	_, c1 := s.startBase()
 	s.waitUpstream(30*time.Second, c1)
 
 	conf := watchConf(s.conf)

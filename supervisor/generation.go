@@ -268,13 +268,14 @@ func (g *generation) awaitMainStart(maxWait, grace time.Duration, afterForks fun
 	forked := true
 	t := time.NewTimer(maxWait)
 	defer t.Stop()
-wait:
 	for _, ch := range started {
 		select {
 		case <-ch:
 		case <-t.C:
 			forked = false
-			break wait
+		}
+		if !forked {
+			break
 		}
 	}
 	if afterForks != nil {

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -66,8 +65,14 @@ type Options struct {
 	// Log is the supervisor's log, at its starting level; a reload that
 	// changes logging.level changes the level of the supervisor's copy.
 	Log zerolog.Logger
-	// Signals, if set, replaces signal.Notify as the source of signals
-	// (tests drive an in-process supervisor with it).
+	// Catcher, if set, is the caller's proc.Catch of the signals Run acts
+	// on (CaughtSignals), started early so that enabling them overlaps the
+	// config's load; Run adds the signals it forwards once the app is
+	// forked, and stops it (the caller may too). By default Run catches
+	// them itself.
+	Catcher *proc.Catcher
+	// Signals, if set, replaces catching signals (tests drive an
+	// in-process supervisor with it).
 	Signals <-chan os.Signal
 	// WatchOptions tune the shared Consul watch.
 	WatchOptions consul.WatchOptions
@@ -185,6 +190,10 @@ func consulClientConfig(cc config.ConsulClient) func(*api.Config) {
 	}
 }
 
+// CatchSignals starts catching, in the background, the signals Run acts on
+// (proc.HandledSignals), for Options.Catcher.
+func CatchSignals() *proc.Catcher { return proc.Catch(proc.HandledSignals()...) }
+
 func (s *Supervisor) current() *generation {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -244,11 +253,13 @@ func (s *Supervisor) Run(ctx context.Context) int {
 	sigs := s.opts.Signals
 	var forward func()
 	if sigs == nil {
-		ch := make(chan os.Signal, 32)
-		signal.Notify(ch, proc.HandledSignals()...)
-		defer signal.Stop(ch)
-		sigs = ch
-		forward = func() { signal.Notify(ch, proc.ForwardableSignals()...) }
+		c := s.opts.Catcher
+		if c == nil {
+			c = CatchSignals()
+		}
+		defer c.Stop()
+		sigs = c.C()
+		forward = func() { c.Add(proc.ForwardableSignals()...) }
 	}
 	stopPipe := ignoreSIGPIPE()
 	defer stopPipe()
@@ -265,7 +276,7 @@ func (s *Supervisor) Run(ctx context.Context) int {
 	if done {
 		return code
 	}
-	// 2. The jobs, unless a shutdown was asked for already.
+	// 2. The jobs, unless a shutdown was caught while the config loaded.
 	if code, done := s.pendingShutdown(sigs); done {
 		return code
 	}
@@ -303,9 +314,9 @@ loop:
 	return s.shutdown(s.current(), stopSig)
 }
 
-// pendingShutdown handles the signals caught before the jobs start: a
-// SIGTERM or SIGINT among them ends the run with 128+N before any job
-// starts.
+// pendingShutdown handles the signals caught before the jobs start (the
+// command line catches them from before the config loads): a SIGTERM or
+// SIGINT among them ends the run with 128+N before any job starts.
 func (s *Supervisor) pendingShutdown(sigs <-chan os.Signal) (int, bool) {
 	for {
 		select {

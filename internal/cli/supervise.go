@@ -85,6 +85,10 @@ func runSupervisorAs(ctx context.Context, name string, args []string, stdout, st
 		}
 		return runControl(ctx, name, f.config, &f.ctl, stdout, stderr)
 	}
+	// Enabling the signals takes a few round trips to the runtime's signal
+	// thread: done while the config loads.
+	catcher := supervisor.CatchSignals()
+	defer catcher.Stop()
 	model, err := loadConfig(f.config, argv)
 	if err != nil {
 		fmt.Fprintf(stderr, "autopilot: %v\n", err)
@@ -106,7 +110,7 @@ func runSupervisorAs(ctx context.Context, name string, args []string, stdout, st
 		return exitUsage
 	}
 	tuneGC()
-	opts := supervisor.Options{Consul: f.consul, Stdout: stdout, Stderr: stderr, Log: log}
+	opts := supervisor.Options{Consul: f.consul, Stdout: stdout, Stderr: stderr, Log: log, Catcher: catcher}
 	if f.config != "" {
 		spec := f.config
 		opts.Load = func() (*config.Config, error) { return loadConfig(spec, argv) }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestSignalGroupRefusesDangerousPids(t *testing.T) {
@@ -76,5 +77,46 @@ func TestSignalLists(t *testing.T) {
 	ForwardableSignals()[0] = syscall.SIGKILL
 	if ForwardableSignals()[0] == syscall.SIGKILL {
 		t.Error("ForwardableSignals returns a shared slice")
+	}
+}
+
+// TestCatchRelaysRealSignals: once C returns, a signal sent to the process
+// arrives on the channel instead of getting Go's default handling, Add
+// catches more on the same channel, and after Stop nothing is relayed.
+func TestCatchRelaysRealSignals(t *testing.T) {
+	c := Catch(syscall.SIGUSR2)
+	ch := c.C()
+	c.Add(syscall.SIGWINCH)
+	for _, sig := range []syscall.Signal{syscall.SIGUSR2, syscall.SIGWINCH} {
+		if err := syscall.Kill(os.Getpid(), sig); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-ch:
+			if got != sig {
+				t.Fatalf("got %v, want %v", got, sig)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%v did not arrive", sig)
+		}
+	}
+	c.Stop()
+	// Another catcher sees a later SIGWINCH (Go ignores it by default); the
+	// stopped one must not.
+	other := Catch(syscall.SIGWINCH)
+	defer other.Stop()
+	otherCh := other.C()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGWINCH); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-otherCh:
+	case <-time.After(10 * time.Second):
+		t.Fatal("SIGWINCH did not reach the second catcher")
+	}
+	select {
+	case got := <-ch:
+		t.Fatalf("%v relayed after Stop", got)
+	default:
 	}
 }

@@ -268,14 +268,13 @@ func (g *generation) awaitMainStart(maxWait, grace time.Duration, afterForks fun
 	forked := true
 	t := time.NewTimer(maxWait)
 	defer t.Stop()
+wait:
 	for _, ch := range started {
 		select {
 		case <-ch:
 		case <-t.C:
 			forked = false
-		}
-		if !forked {
-			break
+			break wait
 		}
 	}
 	if afterForks != nil {

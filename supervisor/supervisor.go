@@ -66,7 +66,7 @@ type Options struct {
 	// changes logging.level changes the level of the supervisor's copy.
 	Log zerolog.Logger
 	// Catcher, if set, is the caller's proc.Catch of the signals Run acts
-	// on (CaughtSignals), started early so that enabling them overlaps the
+	// on (CatchSignals), started early so that enabling them overlaps the
 	// config's load; Run adds the signals it forwards once the app is
 	// forked, and stops it (the caller may too). By default Run catches
 	// them itself.

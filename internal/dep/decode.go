@@ -132,7 +132,7 @@ func (d *Decoder) Decode(body []byte) (any, error) {
 	cur.reset()
 	last := &d.last
 
-	// The elements of the common prefix and where to split from.
+	// How much of the previous answer's start and end this one shares.
 	head := d.chunks(d.headSpare[:0], body, false)
 	tail := d.chunks(d.tailSpare[:0], body, true)
 	// Without a previous answer both lists of chunks are empty: no prefix,
@@ -147,16 +147,16 @@ func (d *Decoder) Decode(body []byte) (any, error) {
 		next[last.keys[i]] = last.vals[i]
 	}
 	d.Reused += k
-	from, first := 0, true
-	if k > 0 {
-		from, first = last.ends[k-1], false
-	}
+	// Split on from just past the prefix's last element, or the '['.
+	first := k == 0
+	var from int
 	if first {
-		i := skipSpace(body, 0)
-		if i >= len(body) || body[i] != '[' {
+		from = skipSpace(body, 0) + 1
+		if from > len(body) || body[from-1] != '[' {
 			return d.whole(body, next)
 		}
-		from = i + 1
+	} else {
+		from = last.ends[k-1]
 	}
 	err := scanArray(body, from, first, func(a, b int) (bool, error) {
 		raw := body[a:b]

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -169,7 +170,7 @@ func StartConsul(t testing.TB, opts ...Option) *Consul {
 		if err == nil {
 			return c
 		}
-		if attempt < 3 && strings.Contains(logSince(logPath, 0), "address already in use") {
+		if attempt < 3 && c.portTaken() {
 			t.Logf("consul: port taken, retrying on new ports: %v", err)
 			c.Stop()
 			appendLog(logPath, "---- testenv: retrying on new ports ----")
@@ -188,6 +189,28 @@ func StartCluster(t testing.TB, n int) []*Consul {
 	if n < 1 {
 		t.Fatalf("StartCluster: n = %d, want at least 1", n)
 	}
+	// As in StartConsul, a member that dies because a port was taken before it bound it is
+	// retried, here with the whole cluster on new ports: the others' -retry-join name its ports.
+	for attempt := 1; ; attempt++ {
+		nodes := newCluster(t, n)
+		err := startCluster(nodes)
+		if err == nil {
+			return nodes
+		}
+		if attempt < 3 && slices.ContainsFunc(nodes, (*Consul).portTaken) {
+			t.Logf("consul cluster: port taken, retrying on new ports: %v", err)
+			for _, c := range nodes {
+				c.Stop()
+				appendLog(c.LogPath, "---- testenv: the cluster is retried on new ports ----")
+			}
+			continue
+		}
+		t.Fatalf("start consul cluster: %v", err)
+	}
+}
+
+// newCluster lays out n servers that retry-join each other, none of them started.
+func newCluster(t testing.TB, n int) []*Consul {
 	bin := ConsulBin(t)
 	ports := make([]consulPorts, n)
 	for i := range ports {
@@ -223,18 +246,34 @@ func StartCluster(t testing.TB, n int) []*Consul {
 		t.Cleanup(c.Stop)
 		nodes[i] = c
 	}
-	// Start them all before waiting: none can elect a leader on its own.
+	return nodes
+}
+
+// startCluster starts every member, then waits for each to listen and for the cluster to be
+// ready. Listening is awaited first so that a member that died at start is reported at once,
+// not after the others have waited for a leader that cannot be elected without it.
+func startCluster(nodes []*Consul) error {
 	for _, c := range nodes {
 		if err := c.spawn(); err != nil {
-			t.Fatalf("start consul cluster: %v", err)
+			return err
+		}
+	}
+	for _, c := range nodes {
+		if err := c.waitListening(consulReadyTimeout); err != nil {
+			return err
 		}
 	}
 	for _, c := range nodes {
 		if err := c.waitReady(2 * consulReadyTimeout); err != nil {
-			t.Fatalf("start consul cluster: %v", err)
+			return err
 		}
 	}
-	return nodes
+	return nil
+}
+
+// portTaken reports whether the agent's log says it could not bind one of its ports.
+func (c *Consul) portTaken() bool {
+	return strings.Contains(logSince(c.LogPath, 0), "address already in use")
 }
 
 // spawn starts the agent process without waiting for it.
@@ -261,34 +300,38 @@ func (c *Consul) start() error {
 	return c.waitReady(consulReadyTimeout)
 }
 
-// waitReady polls until the HTTP API answers, a leader is known and this node is registered,
-// which is when a client can read and write through it.
-func (c *Consul) waitReady(timeout time.Duration) error {
-	c.mu.Lock()
-	p := c.p
-	c.mu.Unlock()
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+// waitListening polls until the agent's HTTP API answers, which it does only after it has bound
+// its serf and server ports, or until the agent process has ended.
+func (c *Consul) waitListening(timeout time.Duration) error {
+	p := c.proc()
+	client := newProbeClient()
 	defer client.CloseIdleConnections()
-	get := func(path string) (string, error) {
-		resp, err := client.Get("http://" + c.HTTPAddr + path)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return "", err
-		}
-		if resp.StatusCode != http.StatusOK {
-			return "", fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(b)))
-		}
-		return string(b), nil
-	}
 	seen, err := waitFor(timeout, 20*time.Millisecond, func() (bool, string, error) {
 		if done, err := p.exited(); done {
 			return false, "agent process ended", fmt.Errorf("consul agent %s: %v", c.NodeName, err)
 		}
-		body, err := get("/v1/status/leader")
+		if _, err := c.get(client, "/v1/agent/self"); err != nil {
+			return false, "agent: " + err.Error(), nil
+		}
+		return true, "", nil
+	})
+	if err == errTimeout {
+		return fmt.Errorf("consul agent %s at %s not listening after %v: %s", c.NodeName, c.HTTPAddr, timeout, seen)
+	}
+	return err
+}
+
+// waitReady polls until the HTTP API answers, a leader is known and this node is registered,
+// which is when a client can read and write through it.
+func (c *Consul) waitReady(timeout time.Duration) error {
+	p := c.proc()
+	client := newProbeClient()
+	defer client.CloseIdleConnections()
+	seen, err := waitFor(timeout, 20*time.Millisecond, func() (bool, string, error) {
+		if done, err := p.exited(); done {
+			return false, "agent process ended", fmt.Errorf("consul agent %s: %v", c.NodeName, err)
+		}
+		body, err := c.get(client, "/v1/status/leader")
 		if err != nil {
 			return false, "leader: " + err.Error(), nil
 		}
@@ -296,7 +339,7 @@ func (c *Consul) waitReady(timeout time.Duration) error {
 		if err := json.Unmarshal([]byte(body), &leader); err != nil || leader == "" {
 			return false, "no leader yet: " + strings.TrimSpace(body), nil
 		}
-		body, err = get("/v1/catalog/node/" + c.NodeName)
+		body, err = c.get(client, "/v1/catalog/node/"+c.NodeName)
 		if err != nil {
 			return false, "catalog: " + err.Error(), nil
 		}
@@ -310,6 +353,35 @@ func (c *Consul) waitReady(timeout time.Duration) error {
 		return fmt.Errorf("consul agent %s at %s not ready after %v: %s", c.NodeName, c.HTTPAddr, timeout, seen)
 	}
 	return err
+}
+
+func (c *Consul) proc() *proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.p
+}
+
+// newProbeClient is the HTTP client of the readiness polls: a short timeout, and a new
+// connection per request so a restarted agent is asked afresh.
+func newProbeClient() *http.Client {
+	return &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+}
+
+// get fetches path from the agent's HTTP API and returns the body of a 200 answer.
+func (c *Consul) get(client *http.Client, path string) (string, error) {
+	resp, err := client.Get("http://" + c.HTTPAddr + path)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return string(b), nil
 }
 
 // Client returns an API client for this agent. Its idle connections are closed at cleanup.

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -72,6 +73,28 @@ func TestStartConsulSideBySide(t *testing.T) {
 	}
 	if kv, _, err := b.Client(t).KV().Get("only-a", nil); err != nil || kv != nil {
 		t.Fatalf("b sees a's key: %v, %v", kv, err)
+	}
+}
+
+// A member that cannot bind a port is reported as soon as it dies, not after the others have
+// waited for a leader, and is recognised as the port-taken case StartCluster retries.
+func TestClusterMemberWithTakenPort(t *testing.T) {
+	nodes := newCluster(t, 2)
+	l, err := net.Listen("tcp", nodes[1].ServerAddr)
+	if err != nil {
+		t.Fatalf("hold %s: %v", nodes[1].ServerAddr, err)
+	}
+	defer l.Close()
+	start := time.Now()
+	err = startCluster(nodes)
+	if err == nil {
+		t.Fatalf("cluster started although %s is held", nodes[1].ServerAddr)
+	}
+	if took := time.Since(start); took > consulReadyTimeout/2 {
+		t.Errorf("startCluster took %v to report %v", took, err)
+	}
+	if !nodes[1].portTaken() || nodes[0].portTaken() {
+		t.Errorf("portTaken = %v, %v; want false, true (error %v)", nodes[0].portTaken(), nodes[1].portTaken(), err)
 	}
 }
 

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,9 +23,9 @@ var reserved = struct {
 
 // FreePort returns a port on 127.0.0.1 that nothing listens on (TCP or UDP) and that no other
 // FreePort caller has, in this process or in another test binary of a parallel `go test ./...`,
-// until t's cleanup. The port is not held open (the program under test must bind it), so an
-// unrelated program could still take it in between: StartConsul retries on new ports when that
-// happens; other callers see a bind error, which is rare enough not to retry.
+// until t's cleanup. The port is not held open (the program under test must bind it), so a
+// program that binds that very port could still take it in between: StartConsul and
+// StartCluster retry on new ports when that happens; other callers see a bind error.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	for range 100 {
@@ -42,14 +43,30 @@ func FreePort(t testing.TB) int {
 	return 0
 }
 
-// pickPort lets the kernel choose a free TCP port, and checks the same UDP port is free too
-// (Consul's serf ports use both).
+// pickPort returns a port on which a TCP listener and a UDP socket (Consul's serf ports use
+// both) can both bind, or 0 when the one it tried could not.
+//
+// It picks below the kernel's ephemeral range (ip_local_port_range), not with Listen(":0"):
+// every outgoing connection on the machine, and every `:0` listener, takes its local port from
+// that range, so a port picked there is free when picked and can be an HTTP client's source
+// port a moment later, and the agent that was to bind it dies of "address already in use" (a
+// 3-server cluster binds twelve such ports, and CI once lost one of them). Below the range only
+// a program that asks for that exact port can take it. When the range leaves no room below it,
+// the kernel picks as before.
 func pickPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	lo, hi := portRange()
+	port := 0
+	if lo < hi {
+		port = lo + rand.IntN(hi-lo)
+	}
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
+		if port != 0 {
+			return 0, nil // taken: the caller tries another
+		}
 		return 0, err
 	}
-	port := l.Addr().(*net.TCPAddr).Port
+	port = l.Addr().(*net.TCPAddr).Port
 	defer l.Close()
 	u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
@@ -57,6 +74,24 @@ func pickPort() (int, error) {
 	}
 	u.Close()
 	return port, nil
+}
+
+// minPort is the lowest port pickPort uses: above the well-known and most registered daemon
+// ports.
+const minPort = 20000
+
+// portRange is [lo, hi) of the ports pickPort chooses from: minPort up to the start of the
+// ephemeral range, or an empty range when fewer than 1,000 ports lie there.
+func portRange() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	var first, last int
+	if _, err := fmt.Sscan(string(b), &first, &last); err != nil || first-minPort < 1000 {
+		return 0, 0
+	}
+	return minPort, first
 }
 
 // reserve marks port as taken. Across processes it takes a write lock on byte `port` of a file

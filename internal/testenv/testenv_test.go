@@ -25,6 +25,20 @@ func TestFreePortIsUniqueAndBindable(t *testing.T) {
 	}
 }
 
+// FreePort picks below the ephemeral range, where no outgoing connection's source port and no
+// `:0` listener can take the port before the program under test binds it.
+func TestFreePortBelowEphemeralRange(t *testing.T) {
+	lo, hi := portRange()
+	if lo >= hi {
+		t.Skipf("no room below this machine's ephemeral range; FreePort lets the kernel pick")
+	}
+	for range 50 {
+		if port := FreePort(t); port < lo || port >= hi {
+			t.Fatalf("FreePort = %d, want in [%d, %d)", port, lo, hi)
+		}
+	}
+}
+
 func TestEventually(t *testing.T) {
 	n := 0
 	Eventually(t, 5*time.Second, func() (bool, string) {

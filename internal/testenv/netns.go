@@ -66,14 +66,7 @@ func NewBridge(t testing.TB) *Bridge {
 			}
 		}
 	}
-	lock, err := os.OpenFile(filepath.Join(os.TempDir(), netnsLock), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		lock.Close()
-		t.Fatalf("lock %s: %v", lock.Name(), err)
-	}
+	lock := lockNetns(t)
 	// The logs' directory is made before teardown is registered, so that it
 	// is removed after teardown has shown the logs of a failed test.
 	b := &Bridge{t: t, lock: lock, next: 1, logDir: t.TempDir()}
@@ -100,6 +93,28 @@ func NewBridge(t testing.TB) *Bridge {
 	b.must("addr", "add", NetnsGateway+"/24", "dev", netnsBridge)
 	b.must("link", "set", netnsBridge, "up")
 	return b
+}
+
+// lockNetns takes the machine-wide lock of the names and the subnet: held
+// by a Bridge for its life, and by whoever checks that nothing is left
+// (another test binary's Bridge may exist at any other time).
+func lockNetns(t testing.TB) *os.File {
+	t.Helper()
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), netnsLock), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		lock.Close()
+		t.Fatalf("lock %s: %v", lock.Name(), err)
+	}
+	return lock
+}
+
+// unlockNetns releases lockNetns's lock.
+func unlockNetns(lock *os.File) {
+	syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	lock.Close()
 }
 
 func ipCmd(args ...string) (string, error) {
@@ -181,8 +196,7 @@ func (b *Bridge) teardown() {
 		out, _ := ipCmd("-o", "link", "show")
 		return !strings.Contains(out, netnsPrefix), out, nil
 	})
-	syscall.Flock(int(b.lock.Fd()), syscall.LOCK_UN)
-	b.lock.Close()
+	unlockNetns(b.lock)
 }
 
 // Container is one process tree in its own namespaces on the bridge.

@@ -53,8 +53,11 @@ func TestContainerNamespaces(t *testing.T) {
 			return c.PID1() != 0 && strings.Contains(c.Log(), "ready"), "not ready: " + c.Log()
 		})
 	})
+	// Under the lock: a Bridge of another test binary may exist now.
+	lock := lockNetns(t)
 	out, _ := ipCmd("-o", "link", "show")
 	ns, _ := ipCmd("netns", "list")
+	unlockNetns(lock)
 	if strings.Contains(out, netnsPrefix) || strings.Contains(ns, netnsPrefix) {
 		t.Fatalf("left behind:\n%s\n%s", out, ns)
 	}

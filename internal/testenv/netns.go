@@ -187,15 +187,20 @@ func (b *Bridge) teardown() {
 	}
 	for _, c := range cs {
 		killNetnsPIDs(c.NS)
+		// Deleting the host's end removes the pair at once; left to the
+		// namespace's deletion, the kernel's cleanup work removes it
+		// later, which took over 10 s on a loaded machine.
+		ipCmd("link", "del", c.veth)
 		ipCmd("netns", "del", c.NS)
 	}
 	ipCmd("link", "del", netnsBridge)
-	// Deleting a namespace deletes its veth end, and with it the host end,
-	// asynchronously; wait so the next run starts clean.
-	waitFor(10*time.Second, 50*time.Millisecond, func() (bool, string, error) {
+	// Wait so the next run starts clean.
+	if out, err := waitFor(30*time.Second, 50*time.Millisecond, func() (bool, string, error) {
 		out, _ := ipCmd("-o", "link", "show")
 		return !strings.Contains(out, netnsPrefix), out, nil
-	})
+	}); err != nil {
+		b.t.Errorf("netns teardown: links left after 30 s:\n%s", out)
+	}
 	unlockNetns(b.lock)
 }
 

@@ -67,6 +67,32 @@ func BenchmarkRenderService(b *testing.B) {
 	}
 }
 
+// benchRunner is a Runner over src with the bench template, and the one
+// unit it renders.
+func benchRunner(b *testing.B, src benchSource) (*Runner, *unit) {
+	dir := b.TempDir()
+	path := dir + "/bench.ctmpl"
+	if err := writeFileBench(path, benchUpstream); err != nil {
+		b.Fatal(err)
+	}
+	r, err := NewRunner(src, []Config{{Source: path, Destination: dir + "/out"}}, RunnerOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r, r.units[0]
+}
+
+// benchPass is one runner pass over u: execute, then write if the output changed.
+func benchPass(b *testing.B, r *Runner, u *unit) {
+	res, err := r.execute(b.Context(), u)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := r.apply(b.Context(), u, res.Output); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // BenchmarkRunnerPass is one runner pass over an unchanged destination:
 // execute, compare the dependencies, compare the output, skip the write.
 // This is what every wake-up of an unchanged template costs.
@@ -77,33 +103,11 @@ func BenchmarkRunnerPass(b *testing.B) {
 	}
 	for _, n := range []int{10, 1000, 10000} {
 		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
-			dir := b.TempDir()
-			src := benchSource{q: benchInstances(n)}
-			path := dir + "/bench.ctmpl"
-			if err := writeFileBench(path, benchUpstream); err != nil {
-				b.Fatal(err)
-			}
-			r, err := NewRunner(src, []Config{{Source: path, Destination: dir + "/out"}}, RunnerOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			u := r.units[0]
-			res, err := r.execute(b.Context(), u)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := r.apply(b.Context(), u, res.Output); err != nil {
-				b.Fatal(err)
-			}
+			r, u := benchRunner(b, benchSource{q: benchInstances(n)})
+			benchPass(b, r, u) // the first pass writes
 			b.ReportAllocs()
 			for b.Loop() {
-				res, err := r.execute(b.Context(), u)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := r.apply(b.Context(), u, res.Output); err != nil {
-					b.Fatal(err)
-				}
+				benchPass(b, r, u)
 			}
 		})
 	}
@@ -120,22 +124,13 @@ func BenchmarkRunnerWrite(b *testing.B) {
 	}
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
-			dir := b.TempDir()
 			a := benchInstances(n)
 			c := slices.Clone(a)
 			changed := *c[n/2]
 			changed.Port++
 			c[n/2] = &changed
 			src := benchSource{q: a}
-			path := dir + "/bench.ctmpl"
-			if err := writeFileBench(path, benchUpstream); err != nil {
-				b.Fatal(err)
-			}
-			r, err := NewRunner(src, []Config{{Source: path, Destination: dir + "/out"}}, RunnerOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			u := r.units[0]
+			r, u := benchRunner(b, src)
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
@@ -145,13 +140,7 @@ func BenchmarkRunnerWrite(b *testing.B) {
 				} else {
 					src[q] = c
 				}
-				res, err := r.execute(b.Context(), u)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := r.apply(b.Context(), u, res.Output); err != nil {
-					b.Fatal(err)
-				}
+				benchPass(b, r, u)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/instance")
 		})

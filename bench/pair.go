@@ -24,6 +24,22 @@ func (e *env) scenario(name string) (*agent, *catalog, string, error) {
 	return e.scenarioOn(name, false)
 }
 
+// backendsScenario is scenario with backend-0..2 registered, three
+// instances each: what the supervisor configs of scenarios 5 and 6 watch.
+func (e *env) backendsScenario(name string) (*agent, string, error) {
+	a, cat, dir, err := e.scenario(name)
+	if err != nil {
+		return nil, "", err
+	}
+	for i := range 3 {
+		if err := cat.registerMany(e.ctx, fmt.Sprintf("backend-%d", i), 0, 3); err != nil {
+			a.proc.stop(5 * time.Second)
+			return nil, "", err
+		}
+	}
+	return a, dir, nil
+}
+
 // scenarioOn is scenario on a dev agent, or with server on a single
 // non-dev server.
 func (e *env) scenarioOn(name string, server bool) (*agent, *catalog, string, error) {

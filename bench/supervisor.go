@@ -51,16 +51,11 @@ func supervisorConfig(consulAddr string) ([]byte, error) {
 
 // supervisor is scenario 5: autopilot supervising an app vs the app run bare.
 func (e *env) supervisor(cfg config) (*table, error) {
-	a, cat, dir, err := e.scenario("supervisor")
+	a, dir, err := e.backendsScenario("supervisor")
 	if err != nil {
 		return nil, err
 	}
 	defer a.proc.stop(5 * time.Second)
-	for i := range 3 {
-		if err := cat.registerMany(e.ctx, fmt.Sprintf("backend-%d", i), 0, 3); err != nil {
-			return nil, err
-		}
-	}
 	conf, err := supervisorConfig(a.addr)
 	if err != nil {
 		return nil, err

@@ -81,16 +81,11 @@ func freePort() (int, error) {
 // while the first is scraped every 5 s (a busy Prometheus) and its
 // registration heartbeats.
 func (e *env) telemetry(cfg config) (*table, error) {
-	a, cat, dir, err := e.scenario("telemetry")
+	a, dir, err := e.backendsScenario("telemetry")
 	if err != nil {
 		return nil, err
 	}
 	defer a.proc.stop(5 * time.Second)
-	for i := range 3 {
-		if err := cat.registerMany(e.ctx, fmt.Sprintf("backend-%d", i), 0, 3); err != nil {
-			return nil, err
-		}
-	}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err

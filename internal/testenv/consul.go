@@ -303,7 +303,7 @@ func (c *Consul) start() error {
 // waitListening polls until the agent's HTTP API answers, which it does only after it has bound
 // its serf and server ports, or until the agent process has ended.
 func (c *Consul) waitListening(timeout time.Duration) error {
-	p := c.proc()
+	p := c.process()
 	client := newProbeClient()
 	defer client.CloseIdleConnections()
 	seen, err := waitFor(timeout, 20*time.Millisecond, func() (bool, string, error) {
@@ -324,7 +324,7 @@ func (c *Consul) waitListening(timeout time.Duration) error {
 // waitReady polls until the HTTP API answers, a leader is known and this node is registered,
 // which is when a client can read and write through it.
 func (c *Consul) waitReady(timeout time.Duration) error {
-	p := c.proc()
+	p := c.process()
 	client := newProbeClient()
 	defer client.CloseIdleConnections()
 	seen, err := waitFor(timeout, 20*time.Millisecond, func() (bool, string, error) {
@@ -355,7 +355,8 @@ func (c *Consul) waitReady(timeout time.Duration) error {
 	return err
 }
 
-func (c *Consul) proc() *proc {
+// process is the agent process of the last start.
+func (c *Consul) process() *proc {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.p

@@ -1,6 +1,8 @@
 // Command bench runs autopilot and consul-template side by side on the same
-// real Consul agent and prints one Markdown table per scenario (issue 5):
-// propagation, scale, load on Consul, bursts and supervisor overhead.
+// real Consul agent and prints one Markdown table per scenario (issues 5 and
+// 13): 1 propagation, 2 scale against the floor, 3 load on Consul, 4 bursts,
+// 5 supervisor overhead, 6 idle cost of telemetry, 7 a fleet on a client
+// agent, 8 launch to passing, 9 where the start-to-exec overhead goes.
 //
 //	go run ./bench                 # full run, under 10 minutes
 //	go run ./bench -quick          # about a minute
@@ -57,7 +59,7 @@ func run() (code int) {
 		cfg       = config{log: os.Stderr}
 		scale     = flag.String("scale", "1000,3000,10000", "scenario 2: instance counts of the one service")
 		templates = flag.String("templates", "10,100", "scenario 3: template counts")
-		only      = flag.String("only", "1,2,3,4,5,6,7,8", "scenarios to run")
+		only      = flag.String("only", "1,2,3,4,5,6,7,8,9", "scenarios to run")
 		quick     = flag.Bool("quick", false, "smoke run of about a minute: small scales, short steady state")
 		apBin     = flag.String("autopilot", "bin/autopilot", "autopilot binary")
 		build     = flag.Bool("build", true, "run `make build` first")
@@ -155,7 +157,7 @@ func run() (code int) {
 	scenarios := []struct {
 		n   int
 		run func(config) (*table, error)
-	}{{1, e.propagation}, {2, nil}, {3, e.load}, {4, e.burst}, {5, e.supervisor}, {6, e.telemetry}, {7, e.fleet}, {8, e.launch}}
+	}{{1, e.propagation}, {2, nil}, {3, e.load}, {4, e.burst}, {5, e.supervisor}, {6, e.telemetry}, {7, e.fleet}, {8, e.launch}, {9, e.deps}}
 	var points []point
 	failed := false
 	for _, s := range scenarios {

@@ -75,30 +75,10 @@ func (e *env) supervisor(cfg config) (*table, error) {
 	// process and the time from Start to the app's first instruction.
 	startOnce := func(i int, supervised bool) (*proc, time.Duration, error) {
 		stamp := filepath.Join(dir, fmt.Sprintf("stamp-%v-%d", supervised, i))
-		env := []string{helperEnv + "=" + stamp}
-		path, args := self, []string(nil)
 		if supervised {
-			path, args = ap, []string{"-config", confPath, "--", self}
+			return e.timeToApp(stamp, ap, "-config", confPath, "--", self)
 		}
-		t0 := time.Now()
-		p, err := start("app", env, nil, path, args...)
-		if err != nil {
-			return nil, 0, err
-		}
-		err = waitUntil(e.ctx, 15*time.Second, "app start stamp", func() (bool, error) {
-			if done, perr := p.exited(); done {
-				return false, fmt.Errorf("exited (%v): %s", perr, p.tail())
-			}
-			b, err := os.ReadFile(stamp)
-			return err == nil && len(b) > 0, nil
-		})
-		if err != nil {
-			p.stop(5 * time.Second)
-			return nil, 0, err
-		}
-		b, _ := os.ReadFile(stamp)
-		ns, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-		return p, time.Unix(0, ns).Sub(t0), nil
+		return e.timeToApp(stamp, self)
 	}
 
 	var lat [2][]time.Duration // 0 supervised, 1 bare
@@ -154,4 +134,30 @@ func (e *env) supervisor(cfg config) (*table, error) {
 	tb.command("APP  (the harness binary re-run as a helper that stamps its start time and idles)")
 	tb.note("Columns here are **autopilot supervising** vs **the app run bare** (not consul-template). The autopilot process is measured alone (the app is its child and is not included). Config: %s", strings.Join(strings.Fields(string(conf)), " "))
 	return tb, nil
+}
+
+// timeToApp starts path with args, whose app is the harness binary run as
+// the helper app (see helperEnv) writing its start time to stamp, and
+// returns the process and the time from Start to the app's first
+// instruction. The caller stops the process.
+func (e *env) timeToApp(stamp, path string, args ...string) (*proc, time.Duration, error) {
+	t0 := time.Now()
+	p, err := start("app", []string{helperEnv + "=" + stamp}, nil, path, args...)
+	if err != nil {
+		return nil, 0, err
+	}
+	err = waitUntil(e.ctx, 15*time.Second, "app start stamp", func() (bool, error) {
+		if done, perr := p.exited(); done {
+			return false, fmt.Errorf("exited (%v): %s", perr, p.tail())
+		}
+		b, err := os.ReadFile(stamp)
+		return err == nil && len(b) > 0, nil
+	})
+	if err != nil {
+		p.stop(5 * time.Second)
+		return nil, 0, err
+	}
+	b, _ := os.ReadFile(stamp)
+	ns, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return p, time.Unix(0, ns).Sub(t0), nil
 }

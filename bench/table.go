@@ -28,6 +28,7 @@ type table struct {
 	commands []string
 	notes    []string
 	cols     [2]string // column names; default autopilot, consul-template
+	noRatios bool      // the columns are not two tools: no ratio column
 }
 
 type row struct {
@@ -94,9 +95,18 @@ func (t *table) write(w io.Writer) {
 	if t.cols[0] != "" {
 		a, b = t.cols[0], t.cols[1]
 	}
-	fmt.Fprintf(w, "| metric | %s / %s | %s | %s |\n", a, b, a, b)
-	fmt.Fprintln(w, "|---|---:|---:|---:|")
+	if t.noRatios {
+		fmt.Fprintf(w, "| metric | %s | %s |\n", a, b)
+		fmt.Fprintln(w, "|---|---:|---:|")
+	} else {
+		fmt.Fprintf(w, "| metric | %s / %s | %s | %s |\n", a, b, a, b)
+		fmt.Fprintln(w, "|---|---:|---:|---:|")
+	}
 	for _, r := range t.rows {
+		if t.noRatios {
+			fmt.Fprintf(w, "| %s | %s | %s |\n", r.metric, formatValue(r.ap, r.unit), formatValue(r.ct, r.unit))
+			continue
+		}
 		rt := ratio(r.ap, r.ct)
 		if r.noRatio {
 			rt = "—"

@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/autopilot/autopilot/internal/lazyre"
 )
 
 // Error is a problem in a JSON document, at a place in it.
@@ -82,19 +80,35 @@ func (p *Positions) at(off int64, path, msg string) *Error {
 	return &Error{File: p.name, Line: line, Col: col, Path: path, Msg: msg}
 }
 
-var plainKey = lazyre.New(`^[A-Za-z0-9_-]+$`)
-
 // JoinPath appends an object member to a field path the way Decode writes
 // paths (services.web, kv["a/b"]), for building paths to give
 // Positions.ErrorAt.
 func JoinPath(path, key string) string {
-	if !plainKey().MatchString(key) {
+	if !plainKey(key) {
 		return path + "[" + strconv.Quote(key) + "]"
 	}
 	if path == "" {
 		return key
 	}
 	return path + "." + key
+}
+
+// plainKey reports whether key is written after a dot in a path: it is not
+// empty and all of it is in [A-Za-z0-9_-]. Decode asks for every member, so
+// it is a loop, not a regular expression.
+func plainKey(key string) bool {
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return key != ""
+}
+
+// indexPath appends a list index to a field path: services[0].
+func indexPath(path string, i int) string {
+	return path + "[" + strconv.Itoa(i) + "]"
 }
 
 // encloses reports whether outer is path or one of its parents: services.web

@@ -20,9 +20,13 @@ var (
 )
 
 // checkSyntax places the first syntax error in data, or data after the
-// value. A Decoder reading the first value counts offsets from the start of
-// data, and unlike Unmarshal stops at the value's end.
+// value. A valid document passes json.Valid's one scan; a Decoder reading the
+// first value then says where one is not: it counts offsets from the start
+// of data, and unlike Unmarshal stops at the value's end.
 func checkSyntax(data []byte, pos *Positions) error {
+	if json.Valid(data) {
+		return nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var raw json.RawMessage
 	if err := dec.Decode(&raw); err != nil {
@@ -54,37 +58,17 @@ func syntaxError(err error, pos *Positions) error {
 
 // walker decodes a document's tokens into Go values as encoding/json
 // would, checking each against its type and recording where each value
-// starts.
+// starts. It reads data, whose syntax was checked, itself (token.go).
 type walker struct {
 	data   []byte
-	dec    *json.Decoder
+	off    int // where the next token is read
 	pos    *Positions
 	opts   Options
 	fields map[reflect.Type][]field
 }
 
 func newWalker(data []byte, pos *Positions, opts Options) *walker {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	return &walker{data: data, dec: dec, pos: pos, opts: opts, fields: map[reflect.Type][]field{}}
-}
-
-// next returns the offset of the next token: the decoder's offset past
-// whitespace and the separators it has not consumed yet.
-func (w *walker) next() int64 {
-	off := w.dec.InputOffset()
-	for off < int64(len(w.data)) && (isSpace(w.data[off]) || w.data[off] == ':' || w.data[off] == ',') {
-		off++
-	}
-	return off
-}
-
-func (w *walker) token() (json.Token, error) {
-	tok, err := w.dec.Token()
-	if err != nil {
-		return nil, syntaxError(err, w.pos)
-	}
-	return tok, nil
+	return &walker{data: data, pos: pos, opts: opts, fields: map[reflect.Type][]field{}}
 }
 
 // walk decodes the value at path into v, which must be settable, with
@@ -116,7 +100,7 @@ func (w *walker) walk(v reflect.Value, path string) error {
 	if err != nil {
 		return err
 	}
-	if tok == nil {
+	if tok.kind == 'n' {
 		switch v.Kind() {
 		case reflect.Interface, reflect.Pointer, reflect.Map, reflect.Slice:
 			v.SetZero()
@@ -143,7 +127,7 @@ func (w *walker) walk(v reflect.Value, path string) error {
 		}
 		return nil
 	case reflect.Struct:
-		if tok != json.Delim('{') {
+		if tok.kind != '{' {
 			return wrong("an object")
 		}
 		fields, err := w.structFields(t)
@@ -161,7 +145,7 @@ func (w *walker) walk(v reflect.Value, path string) error {
 		if t.Key().Kind() != reflect.String || reflect.PointerTo(t.Key()).Implements(textUnmarshalerType) {
 			return fmt.Errorf("jsonpos: cannot decode into %s at %q: only string keys", t, path)
 		}
-		if tok != json.Delim('{') {
+		if tok.kind != '{' {
 			return wrong("an object")
 		}
 		if v.IsNil() {
@@ -176,23 +160,22 @@ func (w *walker) walk(v reflect.Value, path string) error {
 		})
 	case reflect.Slice, reflect.Array:
 		if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 && !implementsAny(t.Elem()) {
-			s, ok := tok.(string)
-			if !ok {
+			if tok.kind != '"' {
 				return wrong("a base64 string")
 			}
-			b, err := base64.StdEncoding.DecodeString(s)
+			b, err := base64.StdEncoding.DecodeString(tok.text)
 			if err != nil {
 				return wrong("a base64 string")
 			}
 			v.SetBytes(b)
 			return nil
 		}
-		if tok != json.Delim('[') {
+		if tok.kind != '[' {
 			return wrong("a list")
 		}
 		i := 0
-		for ; w.dec.More(); i++ {
-			elemPath := fmt.Sprintf("%s[%d]", path, i)
+		for ; w.more(); i++ {
+			elemPath := indexPath(path, i)
 			if t.Kind() == reflect.Slice {
 				if i >= v.Cap() {
 					v.Grow(1)
@@ -222,43 +205,41 @@ func (w *walker) walk(v reflect.Value, path string) error {
 		_, err := w.token()
 		return err
 	case reflect.String:
-		s, ok := tok.(string)
-		if !ok {
+		if tok.kind != '"' {
 			return wrong("a string")
 		}
-		v.SetString(s)
+		v.SetString(tok.text)
 	case reflect.Bool:
-		b, ok := tok.(bool)
-		if !ok {
+		if tok.kind != 't' && tok.kind != 'f' {
 			return wrong("true or false")
 		}
-		v.SetBool(b)
+		v.SetBool(tok.kind == 't')
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		n, ok := tok.(json.Number)
-		if !ok {
+		if tok.kind != '0' {
 			return wrong("a number")
 		}
-		i, err := strconv.ParseInt(string(n), 10, t.Bits())
+		n := tok.text
+		i, err := strconv.ParseInt(n, 10, t.Bits())
 		if err != nil {
 			return wrong(fmt.Sprintf("a whole number that fits in %d bits", t.Bits()))
 		}
 		v.SetInt(i)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		n, ok := tok.(json.Number)
-		if !ok {
+		if tok.kind != '0' {
 			return wrong("a number")
 		}
-		u, err := strconv.ParseUint(string(n), 10, t.Bits())
+		n := tok.text
+		u, err := strconv.ParseUint(n, 10, t.Bits())
 		if err != nil {
 			return wrong(fmt.Sprintf("a whole number from 0 that fits in %d bits", t.Bits()))
 		}
 		v.SetUint(u)
 	case reflect.Float32, reflect.Float64:
-		n, ok := tok.(json.Number)
-		if !ok {
+		if tok.kind != '0' {
 			return wrong("a number")
 		}
-		f, err := strconv.ParseFloat(string(n), t.Bits())
+		n := tok.text
+		f, err := strconv.ParseFloat(n, t.Bits())
 		if err != nil {
 			return wrong(fmt.Sprintf("a number that fits in a float%d", t.Bits()))
 		}
@@ -275,11 +256,11 @@ func implementsAny(t reflect.Type) bool {
 }
 
 // unmarshaler hands the value's bytes to u, placing its error at the value.
+// They are a slice of data, as encoding/json's Unmarshal passes them, capped
+// at the value's end so that an append by u copies.
 func (w *walker) unmarshaler(u json.Unmarshaler, start int64, path string) error {
-	var raw json.RawMessage
-	if err := w.dec.Decode(&raw); err != nil {
-		return syntaxError(err, w.pos)
-	}
+	w.skip()
+	raw := w.data[start:w.off:w.off]
 	if err := u.UnmarshalJSON(raw); err != nil {
 		return w.pos.at(start, path, unmarshalerMessage(err, raw))
 	}
@@ -288,13 +269,11 @@ func (w *walker) unmarshaler(u json.Unmarshaler, start int64, path string) error
 
 // unmarshalerMessage words an UnmarshalJSON error. One that unmarshals the
 // whole value into a Go type of the wrong kind says so as the walk would.
-func unmarshalerMessage(err error, raw json.RawMessage) string {
+func unmarshalerMessage(err error, raw []byte) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) && te.Field == "" {
 		if want := kindWord(te.Type); want != "" {
-			dec := json.NewDecoder(bytes.NewReader(raw))
-			dec.UseNumber()
-			if tok, terr := dec.Token(); terr == nil {
+			if tok, terr := (&walker{data: raw}).token(); terr == nil {
 				return fmt.Sprintf("want %s, got %s", want, describe(tok))
 			}
 		}
@@ -327,14 +306,13 @@ func (w *walker) textUnmarshaler(u encoding.TextUnmarshaler, start int64, path s
 	if err != nil {
 		return err
 	}
-	if tok == nil {
+	if tok.kind == 'n' {
 		return nil
 	}
-	s, ok := tok.(string)
-	if !ok {
+	if tok.kind != '"' {
 		return w.pos.at(start, path, "want a string, got "+describe(tok))
 	}
-	if err := u.UnmarshalText([]byte(s)); err != nil {
+	if err := u.UnmarshalText([]byte(tok.text)); err != nil {
 		return w.pos.at(start, path, err.Error())
 	}
 	return nil
@@ -347,10 +325,10 @@ var anyType = reflect.TypeFor[any]()
 // as encoding/json does (objects to map[string]any, lists to []any, numbers
 // to float64); its keys must not repeat and its numbers must fit in a
 // float64.
-func (w *walker) anyValue(tok json.Token, start int64, path string) (any, error) {
-	switch x := tok.(type) {
-	case json.Delim:
-		if x == '{' {
+func (w *walker) anyValue(tok token, start int64, path string) (any, error) {
+	switch tok.kind {
+	case '{', '[':
+		if tok.kind == '{' {
 			m := map[string]any{}
 			err := w.object(path, func(key string, _ int64) (reflect.Value, string, func(), error) {
 				elem := reflect.New(anyType).Elem()
@@ -359,23 +337,27 @@ func (w *walker) anyValue(tok json.Token, start int64, path string) (any, error)
 			return m, err
 		}
 		l := []any{}
-		for i := 0; w.dec.More(); i++ {
+		for i := 0; w.more(); i++ {
 			elem := reflect.New(anyType).Elem()
-			if err := w.walk(elem, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			if err := w.walk(elem, indexPath(path, i)); err != nil {
 				return nil, err
 			}
 			l = append(l, elem.Interface())
 		}
 		_, err := w.token()
 		return l, err
-	case json.Number:
-		f, err := strconv.ParseFloat(string(x), 64)
+	case '0':
+		f, err := strconv.ParseFloat(tok.text, 64)
 		if err != nil {
-			return nil, w.pos.at(start, path, "want a number that fits in a float64, got the number "+string(x))
+			return nil, w.pos.at(start, path, "want a number that fits in a float64, got the number "+tok.text)
 		}
 		return f, nil
+	case '"':
+		return tok.text, nil
+	case 't', 'f':
+		return tok.kind == 't', nil
 	}
-	return tok, nil // a string or a bool
+	return nil, nil // null
 }
 
 // object decodes the members of an object whose '{' was read: member gives
@@ -383,13 +365,13 @@ func (w *walker) anyValue(tok json.Token, start int64, path string) (any, error)
 // it is decoded (nil: nothing), or rejects the key.
 func (w *walker) object(path string, member func(key string, keyAt int64) (reflect.Value, string, func(), error)) error {
 	seen := map[string]bool{}
-	for w.dec.More() {
+	for w.more() {
 		keyAt := w.next()
 		tok, err := w.token()
 		if err != nil {
 			return err
 		}
-		key := tok.(string) // object keys are always strings
+		key := tok.text // object keys are always strings
 		v, p, done, err := member(key, keyAt)
 		if err != nil {
 			return err
@@ -474,19 +456,22 @@ func names(fields []field) string {
 	return strings.Join(out, ", ")
 }
 
-func describe(tok json.Token) string {
-	switch x := tok.(type) {
-	case json.Delim:
-		if x == '{' {
-			return "an object"
-		}
+func describe(tok token) string {
+	switch tok.kind {
+	case '{':
+		return "an object"
+	case '[':
 		return "a list"
-	case string:
+	case '"':
 		return "a string"
-	case json.Number:
-		return "the number " + string(x)
-	case bool:
-		return strconv.FormatBool(x)
+	case '0':
+		return "the number " + tok.text
+	case 't':
+		return "true"
+	case 'f':
+		return "false"
 	}
-	return fmt.Sprint(tok)
+	// null, as fmt prints a nil json.Token: only an Unmarshaler's type error
+	// on null (unmarshalerMessage) describes one.
+	return "<nil>"
 }

@@ -8,6 +8,7 @@
 package jsonpos
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 )
@@ -56,4 +57,29 @@ func Decode(data []byte, name string, v any, opts Options) (*Positions, error) {
 		return nil, err
 	}
 	return pos, nil
+}
+
+// Keys returns the keys of the object data holds, in order and with any
+// repeats, or nil when data is not one valid JSON value or not an object:
+// the keys json.Unmarshal would put in a map, for a caller to choose what
+// to Decode into without decoding the document twice.
+func Keys(data []byte) []string {
+	if !json.Valid(data) {
+		return nil
+	}
+	w := &walker{data: data}
+	if tok, _ := w.token(); tok.kind != '{' {
+		return nil
+	}
+	var keys []string
+	for w.more() {
+		key, err := w.token()
+		if err != nil {
+			return nil
+		}
+		keys = append(keys, key.text)
+		w.next()
+		w.skip()
+	}
+	return keys
 }

@@ -394,3 +394,49 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestKeys(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want []string
+	}{
+		{name: "object", in: `{"a": 1, "b": {"c": [2, {"d": 3}]}, "e": "}"}`, want: []string{"a", "b", "e"}},
+		{name: "repeats kept", in: `{"a": 1, "a": 2}`, want: []string{"a", "a"}},
+		{name: "escaped key", in: `{"a\u002fb": 1, "\"": null}`, want: []string{"a/b", `"`}},
+		{name: "space around", in: " \n{ \"a\" : [ ] } \t", want: []string{"a"}},
+		{name: "empty object", in: `{}`, want: nil},
+		{name: "list", in: `[{"a": 1}]`, want: nil},
+		{name: "null", in: `null`, want: nil},
+		{name: "syntax error", in: `{"a": 1,}`, want: nil},
+		{name: "data after the value", in: `{"a": 1} {"b": 2}`, want: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Keys([]byte(tt.in)); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Keys(%s) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzKeys: Keys finds the keys json.Unmarshal puts in a map.
+func FuzzKeys(f *testing.F) {
+	for _, s := range []string{`{"a": 1, "b": [{"c": "]"}], "a": null}`, `{"\u00e9\n": true}`, `[]`, `{"a": }`, "{\"\xff\": 1}"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var m map[string]json.RawMessage
+		_ = json.Unmarshal(data, &m)
+		got := map[string]bool{}
+		for _, k := range Keys(data) {
+			got[k] = true
+			if _, ok := m[k]; !ok {
+				t.Fatalf("Keys(%q) has %q, Unmarshal's map %v has not", data, k, m)
+			}
+		}
+		if len(got) != len(m) {
+			t.Fatalf("Keys(%q) = %q, Unmarshal's map has %d keys", data, Keys(data), len(m))
+		}
+	})
+}

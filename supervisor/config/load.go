@@ -131,10 +131,10 @@ func parseConfig(src []byte, name, dir string, env func(string) (string, bool)) 
 		return tmap.Map(jmap.Map(off))
 	}}
 
-	// The top-level keys decide the dialect.
-	var top map[string]json.RawMessage
-	_ = json.Unmarshal(jsonText, &top) // not an object: the decode below says so
-	has := func(k string) bool { _, ok := top[k]; return ok }
+	// The top-level keys decide the dialect (none when not an object: the
+	// decode below says so).
+	top := jsonpos.Keys(jsonText)
+	has := func(k string) bool { return slices.Contains(top, k) }
 	t := &translator{c: &Config{Name: name, Dir: dir}, src: src}
 	if tmap != nil {
 		t.unset = tmap.unset

@@ -113,9 +113,13 @@ func (p *json5Parser) space() error {
 	for p.pos < len(p.src) {
 		c := p.src[p.pos]
 		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			p.copy(p.pos, p.pos+1)
-			p.pos++
+		case isSpace(c):
+			end := p.pos + 1
+			for end < len(p.src) && isSpace(p.src[end]) {
+				end++
+			}
+			p.copy(p.pos, end)
+			p.pos = end
 		case c == '/' && p.pos+1 < len(p.src) && p.src[p.pos+1] == '/':
 			end := p.pos
 			for end < len(p.src) && p.src[end] != '\n' && p.src[end] != '\r' {
@@ -283,6 +287,11 @@ func (p *json5Parser) ident() (string, bool) {
 // str parses a single- or double-quoted JSON5 string and writes it as a
 // JSON string, unchanged when it already is one.
 func (p *json5Parser) str() error {
+	if end, ok := p.plainString(); ok {
+		p.copy(p.pos, end)
+		p.pos = end
+		return nil
+	}
 	start := p.pos
 	quote := p.src[p.pos]
 	p.pos++
@@ -321,6 +330,26 @@ func (p *json5Parser) str() error {
 			p.pos += n
 		}
 	}
+}
+
+// plainString finds the end of a double-quoted string at pos that has no
+// escapes, control characters, line breaks or U+2028/U+2029: one that str
+// would copy unchanged, without decoding it. Other strings are str's.
+func (p *json5Parser) plainString() (end int, ok bool) {
+	if p.src[p.pos] != '"' {
+		return 0, false
+	}
+	for i := p.pos + 1; i < len(p.src); i++ {
+		switch c := p.src[i]; {
+		case c == '"':
+			return i + 1, true
+		case c == '\\' || c < 0x20:
+			return 0, false
+		case c == 0xE2 && i+2 < len(p.src) && p.src[i+1] == 0x80 && (p.src[i+2] == 0xA8 || p.src[i+2] == 0xA9): // U+2028, U+2029
+			return 0, false
+		}
+	}
+	return 0, false
 }
 
 // escape decodes the escape sequence at pos into b; plain is cleared when

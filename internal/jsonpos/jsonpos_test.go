@@ -440,3 +440,39 @@ func FuzzKeys(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeUnsupported: types Decode does not support are a plain error
+// (a bug in the caller), and a tag's options are read one by one.
+func TestDecodeUnsupported(t *testing.T) {
+	type embedded struct{ A int }
+	tests := []struct {
+		name string
+		v    any
+		want string // "" for no error
+	}{
+		{name: "string option", v: &struct {
+			N int `json:"n,string"`
+		}{}, want: "jsonpos: the ,string option of struct { N int \"json:\\\"n,string\\\"\" }.N is not supported"},
+		{name: "string option after another", v: &struct {
+			N int `json:"n,omitempty,string"`
+		}{}, want: "jsonpos: the ,string option of struct { N int \"json:\\\"n,omitempty,string\\\"\" }.N is not supported"},
+		{name: "an option named like it", v: &struct {
+			N int `json:"n,strings"`
+		}{}},
+		{name: "embedded struct", v: &struct{ embedded }{}, want: "jsonpos: embedded field embedded in struct { jsonpos.embedded } is not supported"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode([]byte(`{"n": 1}`), "t.json", tt.v, Options{})
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("error %v, want %s", err, tt.want)
+			}
+		})
+	}
+}

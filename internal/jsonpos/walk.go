@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -402,7 +401,7 @@ func (w *walker) structFields(t reflect.Type) ([]field, error) {
 	if fs, ok := w.fields[t]; ok {
 		return fs, nil
 	}
-	var fs []field
+	fs := make([]field, 0, t.NumField())
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		tag := f.Tag.Get("json")
@@ -418,7 +417,7 @@ func (w *walker) structFields(t reflect.Type) ([]field, error) {
 		if !f.IsExported() {
 			continue
 		}
-		if slices.Contains(strings.Split(opts, ","), "string") {
+		if hasOption(opts, "string") {
 			return nil, fmt.Errorf("jsonpos: the ,string option of %s.%s is not supported", t, f.Name)
 		}
 		if name == "" {
@@ -428,6 +427,18 @@ func (w *walker) structFields(t reflect.Type) ([]field, error) {
 	}
 	w.fields[t] = fs
 	return fs, nil
+}
+
+// hasOption reports whether a tag's comma-separated options have opt.
+func hasOption(opts, opt string) bool {
+	for opts != "" {
+		var o string
+		o, opts, _ = strings.Cut(opts, ",")
+		if o == opt {
+			return true
+		}
+	}
+	return false
 }
 
 // match finds key's field: by exact name, else, unless case-sensitive,

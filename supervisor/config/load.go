@@ -144,7 +144,10 @@ func parseConfig(src []byte, name, dir string, env func(string) (string, bool)) 
 		var r rawV3
 		for _, k := range v2Keys {
 			if has(k) {
-				pos, _ := jsonpos.Decode(jsonText, name, &map[string]json.RawMessage{}, opts)
+				pos, err := jsonpos.Decode(jsonText, name, &map[string]json.RawMessage{}, opts)
+				if err != nil {
+					return nil, err // a repeated key: its own error, and no positions to place the dialect error
+				}
 				return nil, pos.ErrorAt(k, fmt.Sprintf("a ContainerPilot 2 field in a ContainerPilot 3 config (it has %s); write it as jobs and watches", firstKey(has, v3Keys)))
 			}
 		}

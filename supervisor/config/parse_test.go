@@ -70,6 +70,7 @@ func TestParseErrors(t *testing.T) {
 		{"unlimited with each", "{ jobs: [ {name: 'a', exec: 'x', restarts: 'unlimited', when: {each: 'startup'}} ], }", `jobs[0].restarts: "unlimited" with when.each`},
 		{"etcd", "{\n  \"etcd\": {\"endpoints\": [\"http://etcd:4001\"]}\n}", `t:2:11: etcd: etcd is not supported`},
 		{"mixed dialects", "{\n  jobs: [],\n  services: []\n}", `t:3:13: services: a ContainerPilot 2 field in a ContainerPilot 3 config (it has jobs)`},
+		{"mixed dialects with a repeated key", "{\n  jobs: [],\n  services: [],\n  jobs: []\n}", `t:4:3: jobs: duplicate key`},
 		{"unknown source", "{ jobs: [ {name: 'a', exec: 'x', when: {source: 'nope', once: 'exitSuccess'}} ] }", `jobs[0].when.source: no job is named "nope"`},
 		{"unknown watch", "{ jobs: [ {name: 'a', exec: 'x', when: {source: 'watch.nope', each: 'changed'}} ] }", `jobs[0].when.source: no watch is named "nope"`},
 		{"healthy without health", "{ jobs: [ {name: 'a', exec: 'x', when: {source: 'b', once: 'healthy'}}, {name: 'b', exec: 'y'} ] }", `job "b" has no health check, so it never emits healthy`},

@@ -75,6 +75,9 @@ func (e *env) deps(cfg config) (*table, error) {
 		return nil, err
 	}
 	ap := e.tools[0].bin
+	if err := dropPageCache(append([]string{ap, self}, bins...)...); err != nil {
+		return nil, err
+	}
 
 	type runner struct {
 		name string

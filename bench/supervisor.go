@@ -69,6 +69,9 @@ func (e *env) supervisor(cfg config) (*table, error) {
 		return nil, err
 	}
 	ap := e.tools[0].bin
+	if err := dropPageCache(ap, self); err != nil {
+		return nil, err
+	}
 	tb := &table{title: fmt.Sprintf("5. Supervisor overhead: autopilot supervising an app (3 services, 3 backends) vs the app run bare, %d starts, %s idle", cfg.starts, cfg.idle)}
 
 	// startOnce starts the app (bare or under autopilot) and returns the

@@ -72,6 +72,8 @@ func consulCachePath() string {
 type Consul struct {
 	// HTTPAddr is the agent's HTTP API, "127.0.0.1:PORT". It stays the same across Restart.
 	HTTPAddr string
+	// HTTPSAddr is the agent's HTTPS API, "127.0.0.1:PORT", with WithTLS; else empty.
+	HTTPSAddr string
 	// ServerAddr is the agent's server RPC address, "127.0.0.1:PORT": what /v1/status/leader
 	// returns when this agent is the leader.
 	ServerAddr string
@@ -82,6 +84,7 @@ type Consul struct {
 
 	t    testing.TB
 	argv []string
+	tls  *TLSFiles // WithTLS's, for the readiness probe of the HTTPS port
 
 	mu sync.Mutex
 	p  *proc
@@ -93,6 +96,7 @@ type Option func(*consulConfig)
 type consulConfig struct {
 	hcl  []string
 	args []string
+	tls  *TLSFiles
 }
 
 // WithHCL adds agent configuration, e.g. `acl { enabled = true default_policy = "deny" }`.
@@ -105,17 +109,29 @@ func WithArgs(args ...string) Option {
 	return func(c *consulConfig) { c.args = append(c.args, args...) }
 }
 
+// WithTLS makes the agent serve its HTTP API over HTTPS too, at Consul.HTTPSAddr, with files'
+// server certificate, and require there a client certificate signed by files' CA. The plain
+// HTTP port stays open, so the test's own checks (Client) need no certificates.
+func WithTLS(files TLSFiles) Option {
+	return func(c *consulConfig) { c.tls = &files }
+}
+
 // consulPorts are one agent's listeners. DNS and gRPC are off: the tests don't use them, and
-// gRPC TLS's fixed default (8503) would clash between agents running side by side.
-type consulPorts struct{ http, serfLAN, serfWAN, server int }
+// gRPC TLS's fixed default (8503) would clash between agents running side by side. HTTPS is
+// off unless https is set.
+type consulPorts struct{ http, https, serfLAN, serfWAN, server int }
 
 func newConsulPorts(t testing.TB) consulPorts {
 	return consulPorts{http: FreePort(t), serfLAN: FreePort(t), serfWAN: FreePort(t), server: FreePort(t)}
 }
 
 func (p consulPorts) hcl() string {
-	return fmt.Sprintf("ports { http = %d serf_lan = %d serf_wan = %d server = %d "+
-		"dns = -1 grpc = -1 grpc_tls = -1 https = -1 }", p.http, p.serfLAN, p.serfWAN, p.server)
+	https := p.https
+	if https == 0 {
+		https = -1
+	}
+	return fmt.Sprintf("ports { http = %d https = %d serf_lan = %d serf_wan = %d server = %d "+
+		"dns = -1 grpc = -1 grpc_tls = -1 }", p.http, https, p.serfLAN, p.serfWAN, p.server)
 }
 
 var nodeSeq atomic.Int64
@@ -148,12 +164,17 @@ func StartConsul(t testing.TB, opts ...Option) *Consul {
 	// it; an agent that dies of that is retried on new ports.
 	for attempt := 1; ; attempt++ {
 		ports := newConsulPorts(t)
+		hcl := cfg.hcl
+		if cfg.tls != nil {
+			ports.https = FreePort(t)
+			hcl = append([]string{cfg.tls.hcl()}, hcl...)
+		}
 		name := nodeName()
 		argv := []string{bin, "agent", "-dev",
 			"-bind", "127.0.0.1", "-client", "127.0.0.1",
 			"-node", name,
 			"-hcl", ports.hcl(), "-hcl", commonHCL}
-		for _, h := range cfg.hcl {
+		for _, h := range hcl {
 			argv = append(argv, "-hcl", h)
 		}
 		argv = append(argv, cfg.args...)
@@ -164,6 +185,10 @@ func StartConsul(t testing.TB, opts ...Option) *Consul {
 			LogPath:    logPath,
 			t:          t,
 			argv:       argv,
+			tls:        cfg.tls,
+		}
+		if ports.https != 0 {
+			c.HTTPSAddr = fmt.Sprintf("127.0.0.1:%d", ports.https)
 		}
 		t.Cleanup(c.Stop)
 		err := c.start()
@@ -322,11 +347,22 @@ func (c *Consul) waitListening(timeout time.Duration) error {
 }
 
 // waitReady polls until the HTTP API answers, a leader is known and this node is registered,
-// which is when a client can read and write through it.
+// which is when a client can read and write through it, and, with WithTLS, until the HTTPS API
+// answers a client that presents the test's client certificate.
 func (c *Consul) waitReady(timeout time.Duration) error {
 	p := c.process()
 	client := newProbeClient()
 	defer client.CloseIdleConnections()
+	var httpsClient *http.Client
+	if c.tls != nil {
+		cfg, err := c.tls.clientConfig()
+		if err != nil {
+			return fmt.Errorf("consul agent %s: https probe: %w", c.NodeName, err)
+		}
+		httpsClient = newProbeClient()
+		httpsClient.Transport.(*http.Transport).TLSClientConfig = cfg
+		defer httpsClient.CloseIdleConnections()
+	}
 	seen, err := waitFor(timeout, 20*time.Millisecond, func() (bool, string, error) {
 		if done, err := p.exited(); done {
 			return false, "agent process ended", fmt.Errorf("consul agent %s: %v", c.NodeName, err)
@@ -346,6 +382,11 @@ func (c *Consul) waitReady(timeout time.Duration) error {
 		var node struct{ Node *struct{ Node string } }
 		if err := json.Unmarshal([]byte(body), &node); err != nil || node.Node == nil {
 			return false, "node not in catalog yet: " + strings.TrimSpace(body), nil
+		}
+		if httpsClient != nil {
+			if _, err := getURL(httpsClient, "https://"+c.HTTPSAddr+"/v1/status/leader"); err != nil {
+				return false, "https: " + err.Error(), nil
+			}
 		}
 		return true, "", nil
 	})
@@ -370,7 +411,12 @@ func newProbeClient() *http.Client {
 
 // get fetches path from the agent's HTTP API and returns the body of a 200 answer.
 func (c *Consul) get(client *http.Client, path string) (string, error) {
-	resp, err := client.Get("http://" + c.HTTPAddr + path)
+	return getURL(client, "http://"+c.HTTPAddr+path)
+}
+
+// getURL fetches url and returns the body of a 200 answer.
+func getURL(client *http.Client, url string) (string, error) {
+	resp, err := client.Get(url)
 	if err != nil {
 		return "", err
 	}
@@ -380,7 +426,7 @@ func (c *Consul) get(client *http.Client, path string) (string, error) {
 		return "", err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(b)))
+		return "", fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
 	}
 	return string(b), nil
 }

@@ -154,3 +154,54 @@ func TestStartCluster(t *testing.T) {
 	})
 	t.Logf("new leader %s after %v", leaderOf(rest[0]), time.Since(killed).Round(time.Millisecond))
 }
+
+// An agent WithTLS answers on HTTPS only a client that trusts its CA and presents a client
+// certificate, under any of the server certificate's names, and keeps its plain HTTP port.
+func TestStartConsulTLS(t *testing.T) {
+	files, other := NewTLSFiles(t), NewTLSFiles(t)
+	c := StartConsul(t, WithTLS(files))
+	if !strings.HasPrefix(c.HTTPSAddr, "127.0.0.1:") || c.HTTPSAddr == c.HTTPAddr {
+		t.Fatalf("HTTPSAddr = %q (HTTPAddr %q), want another loopback port", c.HTTPSAddr, c.HTTPAddr)
+	}
+	if _, err := c.Client(t).KV().Put(&api.KVPair{Key: "k", Value: []byte("over http")}, nil); err != nil {
+		t.Fatalf("kv put over plain HTTP: %v", err)
+	}
+	_, port, _ := net.SplitHostPort(c.HTTPSAddr)
+	good := api.TLSConfig{CAFile: files.CAFile, CertFile: files.ClientCert, KeyFile: files.ClientKey}
+	with := func(edit func(*api.TLSConfig)) api.TLSConfig { c := good; edit(&c); return c }
+	// Where the server refuses the client's certificate, TLS 1.3 tells the client only after
+	// the handshake, and Go's HTTP/2 client may then report just that the connection failed: those
+	// cases require an error, not its text.
+	cases := []struct {
+		name   string
+		addr   string
+		tls    api.TLSConfig
+		ok     bool
+		errHas string
+	}{
+		{"CA and client cert", c.HTTPSAddr, good, true, ""},
+		{"localhost", "localhost:" + port, good, true, ""},
+		{"server name", c.HTTPSAddr, with(func(c *api.TLSConfig) { c.Address = TLSServerName }), true, ""},
+		{"wrong server name", c.HTTPSAddr, with(func(c *api.TLSConfig) { c.Address = "wrong.example" }), false, "certificate is valid for"},
+		{"wrong CA", c.HTTPSAddr, with(func(c *api.TLSConfig) { c.CAFile = other.CAFile }), false, "certificate signed by unknown authority"},
+		{"no client cert", c.HTTPSAddr, with(func(c *api.TLSConfig) { c.CertFile, c.KeyFile = "", "" }), false, ""},
+		{"client cert of another CA", c.HTTPSAddr, with(func(c *api.TLSConfig) { c.CertFile, c.KeyFile = other.ClientCert, other.ClientKey }), false, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := api.DefaultNonPooledConfig()
+			cfg.Address, cfg.Scheme, cfg.TLSConfig = tc.addr, "https", tc.tls
+			client, err := api.NewClient(cfg)
+			if err != nil {
+				t.Fatalf("client: %v", err)
+			}
+			kv, _, err := client.KV().Get("k", nil)
+			switch {
+			case tc.ok && (err != nil || kv == nil || string(kv.Value) != "over http"):
+				t.Fatalf("kv get over HTTPS = %v, %v; want the value put over HTTP", kv, err)
+			case !tc.ok && (err == nil || !strings.Contains(err.Error(), tc.errHas)):
+				t.Fatalf("kv get over HTTPS: err = %v, want one containing %q", err, tc.errHas)
+			}
+		})
+	}
+}

@@ -166,6 +166,15 @@ func TestStartConsulTLS(t *testing.T) {
 	if _, err := c.Client(t).KV().Put(&api.KVPair{Key: "k", Value: []byte("over http")}, nil); err != nil {
 		t.Fatalf("kv put over plain HTTP: %v", err)
 	}
+	// A blocking health query goes through the agent's streaming subscription to its own server
+	// RPC port, which must stay reachable in plaintext.
+	_, meta, err := c.Client(t).Health().Service("consul", "", true, nil)
+	if err != nil {
+		t.Fatalf("health query: %v", err)
+	}
+	if _, _, err := c.Client(t).Health().Service("consul", "", true, &api.QueryOptions{WaitIndex: meta.LastIndex, WaitTime: 50 * time.Millisecond}); err != nil {
+		t.Fatalf("blocking health query: %v", err)
+	}
 	_, port, _ := net.SplitHostPort(c.HTTPSAddr)
 	good := api.TLSConfig{CAFile: files.CAFile, CertFile: files.ClientCert, KeyFile: files.ClientKey}
 	with := func(edit func(*api.TLSConfig)) api.TLSConfig { c := good; edit(&c); return c }

@@ -129,10 +129,13 @@ func writePEM(path, blockType string, der []byte) error {
 }
 
 // hcl is the agent configuration that serves HTTPS with the server certificate and requires a
-// client certificate signed by the CA (verify_incoming), in Consul 1.12+'s tls stanza.
+// client certificate signed by the CA there, in Consul 1.12+'s tls stanza. verify_incoming is
+// set for HTTPS only: in tls.defaults it would also cover the server RPC port, where the agent's
+// own plaintext streaming subscriptions would then be refused and every blocking health query
+// would answer 500.
 func (f TLSFiles) hcl() string {
-	return fmt.Sprintf("tls { defaults { ca_file = %q cert_file = %q key_file = %q verify_incoming = true } }",
-		f.CAFile, f.ServerCert, f.ServerKey)
+	return fmt.Sprintf("tls { defaults { ca_file = %q cert_file = %q key_file = %q } "+
+		"https { verify_incoming = true } }", f.CAFile, f.ServerCert, f.ServerKey)
 }
 
 // clientConfig is a TLS client configuration that trusts the CA and presents the client

@@ -260,7 +260,7 @@ func consulOptions(c ctconfig.Consul) (string, consul.ClientOptions, error) {
 		if token != "" {
 			cfg.Token = token
 		}
-		if s.Enabled != nil && *s.Enabled {
+		if s.On() {
 			cfg.Scheme = "https"
 		}
 		if s.Verify != nil {

@@ -212,3 +212,55 @@ func TestConsulTemplateExecRestartAndExitCode(t *testing.T) {
 		t.Fatal("the run did not end with the child")
 	}
 }
+
+// As in consul-template (its SSLConfig.Finalize), any consul ssl option but
+// enabled turns SSL on unless enabled is set; -consul-ssl=false keeps
+// plain HTTP. Each case renders a key through a real agent's HTTPS (or, for
+// the last, HTTP) port; a case that talks the wrong scheme never renders and
+// runs into the deadline.
+func TestConsulTemplateSSLImplied(t *testing.T) {
+	files := testenv.NewTLSFiles(t)
+	agent := testenv.StartConsul(t, testenv.WithTLS(files))
+	if _, err := agent.Client(t).KV().Put(&api.KVPair{Key: "k", Value: []byte("over tls")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	caDir := t.TempDir() // -consul-ssl-ca-path reads every file in it as a certificate
+	ca, err := os.ReadFile(files.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(caDir, "ca.pem"), ca, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	client := []string{"-consul-ssl-cert", files.ClientCert, "-consul-ssl-key", files.ClientKey}
+	cases := []struct {
+		name string
+		addr string
+		args []string
+	}{
+		{"-consul-ssl", agent.HTTPSAddr, append([]string{"-consul-ssl", "-consul-ssl-ca-cert", files.CAFile}, client...)},
+		{"ca cert implies ssl", agent.HTTPSAddr, append([]string{"-consul-ssl-ca-cert", files.CAFile}, client...)},
+		{"ca path implies ssl", agent.HTTPSAddr, append([]string{"-consul-ssl-ca-path", caDir}, client...)},
+		{"server name implies ssl", agent.HTTPSAddr, append([]string{"-consul-ssl-ca-cert", files.CAFile, "-consul-ssl-server-name", testenv.TLSServerName}, client...)},
+		{"verify=false implies ssl", agent.HTTPSAddr, append([]string{"-consul-ssl-verify=false"}, client...)},
+		{"-consul-ssl=false wins", agent.HTTPAddr, append([]string{"-consul-ssl=false", "-consul-ssl-ca-cert", files.CAFile}, client...)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("CONSUL_HTTP_ADDR", "")
+			t.Setenv("CONSUL_HTTP_SSL", "")
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "k.ctmpl"), []byte(`{{ key "k" }}`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			args := append([]string{"-once", "-consul-addr", tc.addr, "-template", "k.ctmpl:out.txt"}, tc.args...)
+			code, _, stderr := runCT(t, ctx, dir, args...)
+			out, _ := os.ReadFile(filepath.Join(dir, "out.txt"))
+			if code != ctExitOK || string(out) != "over tls" {
+				t.Fatalf("exit %d, out.txt %q; want 0 and %q\nstderr:\n%s", code, out, "over tls", stderr)
+			}
+		})
+	}
+}

@@ -58,6 +58,17 @@ type SSL struct {
 	ServerName *string
 }
 
+// On reports whether the client talks HTTPS: enabled when set, else whether
+// any other ssl option is given, as consul-template's SSLConfig.Finalize
+// decides (so `-consul-ssl-ca-cert FILE` alone means HTTPS there).
+func (s SSL) On() bool {
+	if s.Enabled != nil {
+		return *s.Enabled
+	}
+	given := func(p *string) bool { return p != nil && *p != "" }
+	return given(s.Cert) || given(s.Key) || given(s.CACert) || given(s.CAPath) || given(s.ServerName) || s.Verify != nil
+}
+
 // Template is one template { } block or -template flag.
 type Template struct {
 	Source         string

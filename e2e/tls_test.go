@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/autopilot/autopilot/internal/testenv"
+)
+
+// TestConsulTemplateTLSSideBySide runs the real consul-template v0.42.1 and
+// the symlinked autopilot with the same -once command line against one
+// agent that serves HTTPS and requires a client certificate, with TLS given
+// as flags, as a config file's consul { ssl { } } and as CONSUL_* variables.
+// Both must exit alike and leave the same files. A TLS failure makes both
+// retry (autopilot retries forever, consul-template for about 5 minutes), so
+// those cases interrupt both once they have reported the failure (exit 12)
+// and require that nothing was written and that autopilot named the problem.
+func TestConsulTemplateTLSSideBySide(t *testing.T) {
+	realCT := realConsulTemplate(t)
+	ourCT := filepath.Join(ctBinDir(t), "consul-template")
+	files, other := testenv.NewTLSFiles(t), testenv.NewTLSFiles(t)
+	agent := testenv.StartConsul(t, testenv.WithTLS(files))
+	client := agent.Client(t)
+	if _, err := client.KV().Put(&api.KVPair{Key: "app/port", Value: []byte("9090")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "web-1", Name: "web", Address: "127.0.0.1", Port: 8080,
+		Check: &api.AgentServiceCheck{TTL: "10m", Status: api.HealthPassing}}); err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(agent.HTTPSAddr)
+	caDir := t.TempDir() // a CA path holds certificates only
+	if ca, err := os.ReadFile(files.CAFile); err != nil || os.WriteFile(filepath.Join(caDir, "ca.pem"), ca, 0o644) != nil {
+		t.Fatalf("ca path: %v", err)
+	}
+
+	const tmpl = "{{ range service \"web\" }}server {{ .Address }}:{{ .Port }}\n{{ end }}port={{ key \"app/port\" }}\n"
+	tlsFlags := func(ca, cert, key string) []string {
+		return []string{"-consul-ssl", "-consul-ssl-ca-cert", ca, "-consul-ssl-cert", cert, "-consul-ssl-key", key}
+	}
+	hcl := func(addr, ssl string) string {
+		return fmt.Sprintf("consul {\n  address = %q\n  ssl {\n%s  }\n}\ntemplate {\n  source = \"web.ctmpl\"\n  destination = \"out/web.conf\"\n}\n", addr, ssl)
+	}
+	sslBlock := func(ca, cert, key, extra string) string {
+		return fmt.Sprintf("    enabled = true\n    verify = true\n    ca_cert = %q\n    cert = %q\n    key = %q\n%s", ca, cert, key, extra)
+	}
+	clientEnv := func(ca string) []string {
+		return []string{"CONSUL_CACERT=" + ca, "CONSUL_CLIENT_CERT=" + files.ClientCert, "CONSUL_CLIENT_KEY=" + files.ClientKey}
+	}
+	cases := []struct {
+		name   string
+		args   []string
+		config string   // written to ct.hcl when set
+		env    []string // added to a CONSUL_*-free environment
+		fails  string   // "": both render; else what autopilot's error must name ("-": any failure)
+	}{
+		{name: "flags", args: append([]string{"-consul-addr", agent.HTTPSAddr}, tlsFlags(files.CAFile, files.ClientCert, files.ClientKey)...)},
+		{name: "flags, localhost", args: append([]string{"-consul-addr", "localhost:" + port}, tlsFlags(files.CAFile, files.ClientCert, files.ClientKey)...)},
+		{name: "flags, server name", args: append([]string{"-consul-addr", agent.HTTPSAddr, "-consul-ssl-server-name", testenv.TLSServerName}, tlsFlags(files.CAFile, files.ClientCert, files.ClientKey)...)},
+		{name: "flags, ca path without -consul-ssl", args: []string{"-consul-addr", agent.HTTPSAddr, "-consul-ssl-ca-path", caDir, "-consul-ssl-cert", files.ClientCert, "-consul-ssl-key", files.ClientKey}},
+		{name: "flags, no verify", args: []string{"-consul-addr", agent.HTTPSAddr, "-consul-ssl", "-consul-ssl-verify=false", "-consul-ssl-cert", files.ClientCert, "-consul-ssl-key", files.ClientKey}},
+		{name: "config file", config: hcl(agent.HTTPSAddr, sslBlock(files.CAFile, files.ClientCert, files.ClientKey, fmt.Sprintf("    server_name = %q\n", testenv.TLSServerName)))},
+		{name: "config file, ca_path", config: hcl(agent.HTTPSAddr, fmt.Sprintf("    ca_path = %q\n    cert = %q\n    key = %q\n", caDir, files.ClientCert, files.ClientKey))},
+		{name: "env", env: append([]string{"CONSUL_HTTP_ADDR=" + agent.HTTPSAddr, "CONSUL_HTTP_SSL=true", "CONSUL_TLS_SERVER_NAME=" + testenv.TLSServerName}, clientEnv(files.CAFile)...)},
+		{name: "env, https address", env: append([]string{"CONSUL_HTTP_ADDR=https://" + agent.HTTPSAddr}, clientEnv(files.CAFile)...)},
+		{name: "env, no verify", env: []string{"CONSUL_HTTP_ADDR=" + agent.HTTPSAddr, "CONSUL_HTTP_SSL=true", "CONSUL_HTTP_SSL_VERIFY=false", "CONSUL_CLIENT_CERT=" + files.ClientCert, "CONSUL_CLIENT_KEY=" + files.ClientKey}},
+
+		{name: "flags, wrong CA", args: append([]string{"-consul-addr", agent.HTTPSAddr}, tlsFlags(other.CAFile, files.ClientCert, files.ClientKey)...),
+			fails: "certificate signed by unknown authority"},
+		{name: "config file, wrong CA", config: hcl(agent.HTTPSAddr, sslBlock(other.CAFile, files.ClientCert, files.ClientKey, "")),
+			fails: "certificate signed by unknown authority"},
+		{name: "env, wrong CA", env: append([]string{"CONSUL_HTTP_ADDR=" + agent.HTTPSAddr, "CONSUL_HTTP_SSL=true"}, clientEnv(other.CAFile)...),
+			fails: "certificate signed by unknown authority"},
+		{name: "flags, wrong server name", args: append([]string{"-consul-addr", agent.HTTPSAddr, "-consul-ssl-server-name", "wrong.example"}, tlsFlags(files.CAFile, files.ClientCert, files.ClientKey)...),
+			fails: "certificate is valid for"},
+		// The agent refuses the handshake after it completed (TLS 1.3), so
+		// what the client sees depends on timing: no text is required.
+		{name: "flags, no client cert", args: []string{"-consul-addr", agent.HTTPSAddr, "-consul-ssl", "-consul-ssl-ca-cert", files.CAFile},
+			fails: "-"},
+		{name: "flags, client cert of another CA", args: append([]string{"-consul-addr", agent.HTTPSAddr}, tlsFlags(files.CAFile, other.ClientCert, other.ClientKey)...),
+			fails: "-"},
+	}
+	run := func(t *testing.T, bin, dir string, args, env []string, fails bool) (int, string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Dir = dir
+		// baseEnv drops CONSUL_HTTP_*; the other variables consul/api reads are cleared here.
+		cmd.Env = append(baseEnv(), "CONSUL_CACERT=", "CONSUL_CAPATH=", "CONSUL_CLIENT_CERT=", "CONSUL_CLIENT_KEY=", "CONSUL_TLS_SERVER_NAME=")
+		cmd.Env = append(cmd.Env, env...)
+		var stderr testenv.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if fails {
+			// Both name the URL they failed to fetch; then they are retrying.
+			testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+				return strings.Contains(stderr.String(), "https://"), "stderr: " + stderr.String()
+			})
+			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cmd.Wait() //nolint:errcheck // the exit code is the result
+		if ctx.Err() != nil {
+			t.Fatalf("%s %q: timed out\n%s", bin, args, stderr.String())
+		}
+		return testenv.ExitCode(cmd), stderr.String()
+	}
+	setup := func(t *testing.T, config string) string {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "web.ctmpl"), []byte(tmpl), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(filepath.Join(dir, "out"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if config != "" {
+			if err := os.WriteFile(filepath.Join(dir, "ct.hcl"), []byte(config), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append(append([]string{"-once"}, tc.args...), "-template", "web.ctmpl:out/web.conf")
+			if tc.config != "" {
+				args = []string{"-once", "-config", "ct.hcl"}
+			}
+			realDir, ourDir := setup(t, tc.config), setup(t, tc.config)
+			wantCode, wantErr := run(t, realCT, realDir, args, tc.env, tc.fails != "")
+			gotCode, gotErr := run(t, ourCT, ourDir, args, tc.env, tc.fails != "")
+			if gotCode != wantCode {
+				t.Errorf("exit code %d, consul-template's %d\nconsul-template stderr:\n%s\nautopilot stderr:\n%s", gotCode, wantCode, tail(wantErr, 5), tail(gotErr, 5))
+			}
+			want, got := tree(t, filepath.Join(realDir, "out")), tree(t, filepath.Join(ourDir, "out"))
+			if want != got {
+				t.Errorf("files differ:\nconsul-template:\n%s\nautopilot:\n%s", want, got)
+			}
+			switch {
+			case tc.fails == "" && (gotCode != 0 || !strings.Contains(got, "server 127.0.0.1:8080\nport=9090\n")):
+				t.Errorf("exit %d and files:\n%s\nwant exit 0 and web.conf rendered\nautopilot stderr:\n%s", gotCode, got, tail(gotErr, 5))
+			case tc.fails != "" && got != "":
+				t.Errorf("files written on a TLS failure:\n%s", got)
+			case tc.fails != "" && tc.fails != "-" && !strings.Contains(gotErr, tc.fails):
+				t.Errorf("autopilot stderr does not name %q:\n%s", tc.fails, tail(gotErr, 5))
+			}
+			t.Logf("exit %d; autopilot stderr: %s", gotCode, tail(gotErr, 2))
+		})
+	}
+}

@@ -162,3 +162,142 @@ func TestConsulTemplateTLSSideBySide(t *testing.T) {
 		})
 	}
 }
+
+// TestSupervisorTLS runs autopilot with a ContainerPilot 3 config against an
+// agent that serves HTTPS and requires a client certificate; the test checks
+// Consul through the agent's plain HTTP port. With the consul { scheme, tls }
+// block, or with the CONSUL_* variables, the job's service registers and
+// passes, a watch fires its job and a template renders and follows a KV
+// change. With a wrong CA or no client certificate, autopilot logs the
+// failure, nothing is registered, and the destination that existed before
+// keeps its bytes while the app runs on it.
+func TestSupervisorTLS(t *testing.T) {
+	files, other := testenv.NewTLSFiles(t), testenv.NewTLSFiles(t)
+	agent := testenv.StartConsul(t, testenv.WithTLS(files))
+	client := agent.Client(t)
+	if _, err := client.KV().Put(&api.KVPair{Key: "app/port", Value: []byte("7070")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "db-1", Name: "db", Address: "127.0.0.9", Port: 5432}); err != nil {
+		t.Fatal(err)
+	}
+	tlsBlock := func(ca, cert, key string) string {
+		return fmt.Sprintf(`{ address: %q, scheme: "https", tls: { cafile: %q, clientcert: %q, clientkey: %q, servername: %q, verify: true } }`,
+			agent.HTTPSAddr, ca, cert, key, testenv.TLSServerName)
+	}
+	envTLS := func(ca string) []string {
+		return []string{"CONSUL_HTTP_SSL=true", "CONSUL_CACERT=" + ca, "CONSUL_CLIENT_CERT=" + files.ClientCert, "CONSUL_CLIENT_KEY=" + files.ClientKey}
+	}
+	cases := []struct {
+		name   string
+		consul string // the config's consul value
+		env    []string
+		fails  string // "": works; else what the logged error must name ("-": any error)
+	}{
+		{name: "tls block", consul: tlsBlock(files.CAFile, files.ClientCert, files.ClientKey)},
+		{name: "env", consul: fmt.Sprintf("%q", agent.HTTPSAddr), env: envTLS(files.CAFile)},
+		{name: "wrong CA", consul: tlsBlock(other.CAFile, files.ClientCert, files.ClientKey), fails: "certificate signed by unknown authority"},
+		{name: "env, wrong CA", consul: fmt.Sprintf("%q", agent.HTTPSAddr), env: envTLS(other.CAFile), fails: "certificate signed by unknown authority"},
+		// TLS 1.3: the agent refuses the certificate after the handshake, and
+		// what the client reads then depends on timing.
+		{name: "no client cert", consul: tlsBlock(files.CAFile, "", ""), fails: "-"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			dest, onChange := filepath.Join(dir, "out.conf"), filepath.Join(dir, "db-changed")
+			const previous = "previous render\n"
+			if err := os.WriteFile(dest, []byte(previous), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			tmpl := filepath.Join(dir, "out.ctmpl")
+			if err := os.WriteFile(tmpl, []byte(`port={{ key "app/port" }}{{ range service "db" }} db={{ .Address }}:{{ .Port }}{{ end }}`+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg := filepath.Join(dir, "autopilot.json5")
+			text := fmt.Sprintf(`{
+  consul: %s,
+  control: { socket: %q },
+  jobs: [
+    { name: "web", exec: ["sleep", "300"], port: 8080, interfaces: ["static:127.0.0.1"],
+      health: { exec: "true", interval: 1, ttl: 10 } },
+    { name: "on-db", exec: ["sh", "-c", "echo changed >> %s"], when: { source: "watch.db", each: "changed" } },
+  ],
+  watches: [ { name: "db", interval: 1 } ],
+  templates: [ { source: %q, destination: %q } ],
+  renderTimeout: "2s",
+}`, tc.consul, filepath.Join(dir, "control.sock"), onChange, tmpl, dest)
+			if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ap := newStack(t).start("tls", cfg, tc.env, "sleep", "300")
+			webStatus := func() string {
+				checks, err := client.Agent().Checks()
+				if err != nil {
+					return "error: " + err.Error()
+				}
+				for _, ch := range checks {
+					if ch.ServiceName == "web" {
+						return ch.Status
+					}
+				}
+				return "not registered"
+			}
+			read := func(p string) string { b, _ := os.ReadFile(p); return string(b) }
+			if tc.fails == "" {
+				testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+					st := webStatus()
+					return st == api.HealthPassing, "web " + st
+				})
+				testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+					s := read(dest)
+					return s == "port=7070 db=127.0.0.9:5432\n", "out.conf " + strconvQuote(s)
+				})
+				testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+					s := read(onChange)
+					return strings.HasPrefix(s, "changed\n"), "on-db wrote " + strconvQuote(s)
+				})
+				if _, err := client.KV().Put(&api.KVPair{Key: "app/port", Value: []byte("7071")}, nil); err != nil {
+					t.Fatal(err)
+				}
+				testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+					s := read(dest)
+					return s == "port=7071 db=127.0.0.9:5432\n", "out.conf " + strconvQuote(s)
+				})
+				if _, err := client.KV().Put(&api.KVPair{Key: "app/port", Value: []byte("7070")}, nil); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			// The app starts on the existing file once renderTimeout is out,
+			// and the service's registration is then tried and fails, twice.
+			ap.appPID(t)
+			testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+				n := 0
+				for _, e := range ap.entries() {
+					err, _ := e["error"].(string)
+					svc, _ := e["service"].(string)
+					if e.msg() == "consul agent" && strings.HasPrefix(svc, "web-") && strings.Contains(err, "https://"+agent.HTTPSAddr) &&
+						(tc.fails == "-" || strings.Contains(err, tc.fails)) {
+						n++
+					}
+				}
+				return n >= 2, fmt.Sprintf("%d registration errors naming %q; log:\n%s", n, tc.fails, tail(ap.Log(), 10))
+			})
+			if e, ok := ap.find("registered"); ok {
+				t.Errorf("logged a registration: %v", e)
+			}
+			if st := webStatus(); st != "not registered" {
+				t.Errorf("web is %s in Consul, want not registered", st)
+			}
+			if got := read(dest); got != previous {
+				t.Errorf("out.conf = %q, want the previous file %q kept", got, previous)
+			}
+			if got := read(onChange); got != "" {
+				t.Errorf("on-db ran without data: %q", got)
+			}
+		})
+	}
+}
+
+func strconvQuote(s string) string { return fmt.Sprintf("%q", s) }

@@ -57,27 +57,12 @@ func (e *env) deps(cfg config) (*table, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, adir, err := e.backendsScenario("deps")
+	st, err := e.startupScenario("deps", bins...)
 	if err != nil {
 		return nil, err
 	}
-	defer a.proc.stop(5 * time.Second)
-	conf, err := supervisorConfig(a.addr)
-	if err != nil {
-		return nil, err
-	}
-	confPath := filepath.Join(adir, "autopilot.json")
-	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
-		return nil, err
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	ap := e.tools[0].bin
-	if err := dropPageCache(append([]string{ap, self}, bins...)...); err != nil {
-		return nil, err
-	}
+	defer st.agent.proc.stop(5 * time.Second)
+	adir, confPath, self, ap := st.dir, st.confPath, st.self, st.ap
 
 	type runner struct {
 		name string

@@ -51,27 +51,12 @@ func supervisorConfig(consulAddr string) ([]byte, error) {
 
 // supervisor is scenario 5: autopilot supervising an app vs the app run bare.
 func (e *env) supervisor(cfg config) (*table, error) {
-	a, dir, err := e.backendsScenario("supervisor")
+	st, err := e.startupScenario("supervisor")
 	if err != nil {
 		return nil, err
 	}
-	defer a.proc.stop(5 * time.Second)
-	conf, err := supervisorConfig(a.addr)
-	if err != nil {
-		return nil, err
-	}
-	confPath := filepath.Join(dir, "autopilot.json")
-	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
-		return nil, err
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	ap := e.tools[0].bin
-	if err := dropPageCache(ap, self); err != nil {
-		return nil, err
-	}
+	defer st.agent.proc.stop(5 * time.Second)
+	dir, conf, confPath, self, ap := st.dir, st.conf, st.confPath, st.self, st.ap
 	tb := &table{title: fmt.Sprintf("5. Supervisor overhead: autopilot supervising an app (3 services, 3 backends) vs the app run bare, %d starts, %s idle", cfg.starts, cfg.idle)}
 
 	// startOnce starts the app (bare or under autopilot) and returns the
@@ -163,4 +148,46 @@ func (e *env) timeToApp(stamp, path string, args ...string) (*proc, time.Duratio
 	b, _ := os.ReadFile(stamp)
 	ns, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	return p, time.Unix(0, ns).Sub(t0), nil
+}
+
+// startup is what scenarios 5 and 9 share: an agent with three backends,
+// scenario 5's config written to confPath, and the binaries they compare
+// evicted from the page cache.
+type startup struct {
+	agent    *agent
+	dir      string
+	conf     []byte
+	confPath string
+	self     string // the harness binary, which runs as the app
+	ap       string // autopilot
+}
+
+// startupScenario sets up a startup in the scenario's directory name; the
+// caller stops its agent. others are binaries evicted with autopilot and
+// the app.
+func (e *env) startupScenario(name string, others ...string) (*startup, error) {
+	a, dir, err := e.backendsScenario(name)
+	if err != nil {
+		return nil, err
+	}
+	st := &startup{agent: a, dir: dir, confPath: filepath.Join(dir, "autopilot.json"), ap: e.tools[0].bin}
+	if err := st.prepare(others); err != nil {
+		a.proc.stop(5 * time.Second)
+		return nil, err
+	}
+	return st, nil
+}
+
+func (st *startup) prepare(others []string) error {
+	var err error
+	if st.conf, err = supervisorConfig(st.agent.addr); err != nil {
+		return err
+	}
+	if err := os.WriteFile(st.confPath, st.conf, 0o644); err != nil {
+		return err
+	}
+	if st.self, err = os.Executable(); err != nil {
+		return err
+	}
+	return dropPageCache(append([]string{st.ap, st.self}, others...)...)
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -44,6 +45,15 @@ func TestConsulTemplateTLSSideBySide(t *testing.T) {
 		t.Fatalf("ca path: %v", err)
 	}
 
+	combined := filepath.Join(t.TempDir(), "client-combined.pem") // the client's certificate and key in one file
+	{
+		cert, err1 := os.ReadFile(files.ClientCert)
+		key, err2 := os.ReadFile(files.ClientKey)
+		if err := errors.Join(err1, err2); err != nil || os.WriteFile(combined, append(cert, key...), 0o600) != nil {
+			t.Fatalf("combined pem: %v", err)
+		}
+	}
+
 	const tmpl = "{{ range service \"web\" }}server {{ .Address }}:{{ .Port }}\n{{ end }}port={{ key \"app/port\" }}\n"
 	tlsFlags := func(ca, cert, key string) []string {
 		return []string{"-consul-ssl", "-consul-ssl-ca-cert", ca, "-consul-ssl-cert", cert, "-consul-ssl-key", key}
@@ -73,6 +83,10 @@ func TestConsulTemplateTLSSideBySide(t *testing.T) {
 		{name: "config file, ca_path", config: hcl(agent.HTTPSAddr, fmt.Sprintf("    ca_path = %q\n    cert = %q\n    key = %q\n", caDir, files.ClientCert, files.ClientKey))},
 		{name: "env", env: append([]string{"CONSUL_HTTP_ADDR=" + agent.HTTPSAddr, "CONSUL_HTTP_SSL=true", "CONSUL_TLS_SERVER_NAME=" + testenv.TLSServerName}, clientEnv(files.CAFile)...)},
 		{name: "env, https address", env: append([]string{"CONSUL_HTTP_ADDR=https://" + agent.HTTPSAddr}, clientEnv(files.CAFile)...)},
+		{name: "flags, certificate and key in one file", args: []string{"-consul-addr", agent.HTTPSAddr, "-consul-ssl-ca-cert", files.CAFile, "-consul-ssl-cert", combined}},
+		// Flags that turn TLS on replace the CONSUL_* TLS variables, not add to them.
+		{name: "flags over env", args: append([]string{"-consul-addr", agent.HTTPSAddr}, tlsFlags(files.CAFile, files.ClientCert, files.ClientKey)...),
+			env: []string{"CONSUL_CACERT=" + other.CAFile, "CONSUL_HTTP_SSL_VERIFY=false"}},
 		{name: "env, no verify", env: []string{"CONSUL_HTTP_ADDR=" + agent.HTTPSAddr, "CONSUL_HTTP_SSL=true", "CONSUL_HTTP_SSL_VERIFY=false", "CONSUL_CLIENT_CERT=" + files.ClientCert, "CONSUL_CLIENT_KEY=" + files.ClientKey}},
 
 		{name: "flags, wrong CA", args: append([]string{"-consul-addr", agent.HTTPSAddr}, tlsFlags(other.CAFile, files.ClientCert, files.ClientKey)...),
@@ -87,6 +101,8 @@ func TestConsulTemplateTLSSideBySide(t *testing.T) {
 		// what the client sees depends on timing: no text is required.
 		{name: "flags, no client cert", args: []string{"-consul-addr", agent.HTTPSAddr, "-consul-ssl", "-consul-ssl-ca-cert", files.CAFile},
 			fails: "-"},
+		{name: "flags turn TLS on, CA only in env", args: []string{"-consul-addr", agent.HTTPSAddr, "-consul-ssl", "-consul-ssl-cert", files.ClientCert, "-consul-ssl-key", files.ClientKey},
+			env: []string{"CONSUL_CACERT=" + files.CAFile}, fails: "certificate signed by unknown authority"},
 		{name: "flags, client cert of another CA", args: append([]string{"-consul-addr", agent.HTTPSAddr}, tlsFlags(files.CAFile, other.ClientCert, other.ClientKey)...),
 			fails: "-"},
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -255,33 +256,53 @@ func consulOptions(c ctconfig.Consul) (string, consul.ClientOptions, error) {
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	s := c.SSL
+	tlsConf, err := sslConfig(c.SSL)
+	if err != nil {
+		return "", consul.ClientOptions{}, err
+	}
 	return addr, consul.ClientOptions{Configure: func(cfg *api.Config) {
 		if token != "" {
 			cfg.Token = token
 		}
-		if s.On() {
+		if tlsConf != nil {
 			cfg.Scheme = "https"
-		}
-		if s.Verify != nil {
-			cfg.TLSConfig.InsecureSkipVerify = !*s.Verify
-		}
-		if s.CACert != nil {
-			cfg.TLSConfig.CAFile = *s.CACert
-		}
-		if s.CAPath != nil {
-			cfg.TLSConfig.CAPath = *s.CAPath
-		}
-		if s.Cert != nil {
-			cfg.TLSConfig.CertFile = *s.Cert
-		}
-		if s.Key != nil {
-			cfg.TLSConfig.KeyFile = *s.Key
-		}
-		if s.ServerName != nil {
-			cfg.TLSConfig.Address = *s.ServerName
+			// Set on the transport, consul/api keeps it and adds nothing
+			// from the CONSUL_* TLS variables.
+			cfg.Transport.TLSClientConfig = tlsConf.Clone()
 		}
 	}}, nil
+}
+
+// sslConfig is the TLS configuration the ssl options give, or nil when they
+// leave TLS to the CONSUL_* variables. As consul-template, once the options
+// turn TLS on they are the whole of it (a CONSUL_CACERT no longer counts),
+// and a certificate without a key holds both in one PEM file.
+func sslConfig(s ctconfig.SSL) (*tls.Config, error) {
+	if !s.On() {
+		return nil, nil
+	}
+	var tc api.TLSConfig
+	set := func(dst *string, p *string) {
+		if p != nil {
+			*dst = *p
+		}
+	}
+	set(&tc.CAFile, s.CACert)
+	set(&tc.CAPath, s.CAPath)
+	set(&tc.CertFile, s.Cert)
+	set(&tc.Address, s.ServerName)
+	if tc.CertFile != "" {
+		tc.KeyFile = tc.CertFile
+		if s.Key != nil && *s.Key != "" {
+			tc.KeyFile = *s.Key
+		}
+	}
+	tc.InsecureSkipVerify = s.Verify != nil && !*s.Verify
+	conf, err := api.SetupTLSConfig(&tc)
+	if err != nil {
+		return nil, fmt.Errorf("consul ssl: %w", err)
+	}
+	return conf, nil
 }
 
 // ctRun is one consul-template run: templates, an optional child, signals.

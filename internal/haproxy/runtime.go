@@ -52,6 +52,9 @@ type draining struct {
 	old           *Server // as the file had it, when Plan could read it
 }
 
+// key is the server's "backend/server" name, as the runtime API takes it.
+func (d *draining) key() string { return d.backend + "/" + d.name }
+
 // NewRuntime returns a Runtime for the HAProxy whose stats socket is opts.Socket.
 func NewRuntime(opts RuntimeOptions) *Runtime {
 	if opts.Drain <= 0 {
@@ -111,13 +114,20 @@ func (r *Runtime) Apply(ctx context.Context, old, new []byte) (applied bool, err
 		return false, err
 	}
 	for _, op := range ops {
+		var d *draining
+		if op.Kind == OpRemove {
+			// Counted before its maintenance command, so that Draining
+			// never reads 0 while HAProxy already drains the server (the
+			// file without it is in place before Apply runs).
+			d = r.pend(op)
+		}
 		for _, cmd := range op.Commands() {
 			if err := r.cli.Run(ctx, cmd); err != nil {
 				return false, fmt.Errorf("runtime API: %s: %w", op, err)
 			}
 		}
-		if op.Kind == OpRemove {
-			r.startDrain(op)
+		if d != nil {
+			r.startDrain(d)
 		}
 	}
 	if err := r.Verify(ctx, nc); err != nil {
@@ -166,18 +176,23 @@ func (r *Runtime) revive(ops []Op) ([]Op, error) {
 	return ops, nil
 }
 
+// pend records op's server as draining. If Apply then fails, forgetDrains
+// drops it again with the rest.
+func (r *Runtime) pend(op Op) *draining {
+	d := &draining{backend: op.Backend, name: op.Name, old: op.Old}
+	r.mu.Lock()
+	r.pending[d.key()] = d
+	r.mu.Unlock()
+	return d
+}
+
 // startDrain deletes a server put in maintenance once its sessions are
 // gone, or shuts them down after the drain bound and deletes it then.
-func (r *Runtime) startDrain(op Op) {
-	d := &draining{backend: op.Backend, name: op.Name, old: op.Old}
-	key := op.Backend + "/" + op.Name
-	r.mu.Lock()
-	r.pending[key] = d
-	r.mu.Unlock()
+func (r *Runtime) startDrain(d *draining) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		r.drainLoop(key, d)
+		r.drainLoop(d.key(), d)
 	}()
 }
 

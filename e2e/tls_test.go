@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,10 +41,7 @@ func TestConsulTemplateTLSSideBySide(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, port, _ := net.SplitHostPort(agent.HTTPSAddr)
-	caDir := t.TempDir() // a CA path holds certificates only
-	if ca, err := os.ReadFile(files.CAFile); err != nil || os.WriteFile(filepath.Join(caDir, "ca.pem"), ca, 0o644) != nil {
-		t.Fatalf("ca path: %v", err)
-	}
+	caDir := files.CADir(t)
 
 	combined := filepath.Join(t.TempDir(), "client-combined.pem") // the client's certificate and key in one file
 	{
@@ -279,18 +277,18 @@ func TestSupervisorTLS(t *testing.T) {
 				})
 				testenv.Eventually(t, 20*time.Second, func() (bool, string) {
 					s := read(dest)
-					return s == "port=7070 db=127.0.0.9:5432\n", "out.conf " + strconvQuote(s)
+					return s == "port=7070 db=127.0.0.9:5432\n", "out.conf " + strconv.Quote(s)
 				})
 				testenv.Eventually(t, 20*time.Second, func() (bool, string) {
 					s := read(onChange)
-					return strings.HasPrefix(s, "changed\n"), "on-db wrote " + strconvQuote(s)
+					return strings.HasPrefix(s, "changed\n"), "on-db wrote " + strconv.Quote(s)
 				})
 				if _, err := client.KV().Put(&api.KVPair{Key: "app/port", Value: []byte("7071")}, nil); err != nil {
 					t.Fatal(err)
 				}
 				testenv.Eventually(t, 20*time.Second, func() (bool, string) {
 					s := read(dest)
-					return s == "port=7071 db=127.0.0.9:5432\n", "out.conf " + strconvQuote(s)
+					return s == "port=7071 db=127.0.0.9:5432\n", "out.conf " + strconv.Quote(s)
 				})
 				if _, err := client.KV().Put(&api.KVPair{Key: "app/port", Value: []byte("7070")}, nil); err != nil {
 					t.Fatal(err)
@@ -327,5 +325,3 @@ func TestSupervisorTLS(t *testing.T) {
 		})
 	}
 }
-
-func strconvQuote(s string) string { return fmt.Sprintf("%q", s) }

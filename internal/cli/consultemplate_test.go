@@ -224,14 +224,7 @@ func TestConsulTemplateSSLImplied(t *testing.T) {
 	if _, err := agent.Client(t).KV().Put(&api.KVPair{Key: "k", Value: []byte("over tls")}, nil); err != nil {
 		t.Fatal(err)
 	}
-	caDir := t.TempDir() // -consul-ssl-ca-path reads every file in it as a certificate
-	ca, err := os.ReadFile(files.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(caDir, "ca.pem"), ca, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	caDir := files.CADir(t)
 	client := []string{"-consul-ssl-cert", files.ClientCert, "-consul-ssl-key", files.ClientKey}
 	cases := []struct {
 		name string

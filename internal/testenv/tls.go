@@ -46,6 +46,21 @@ func NewTLSFiles(t testing.TB) TLSFiles {
 	return f
 }
 
+// CADir returns a new directory holding only the CA certificate, for the options that take a
+// CA path (consul-template's -consul-ssl-ca-path, ca_path): every file there is read as one.
+func (f TLSFiles) CADir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := os.ReadFile(f.CAFile)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "ca.pem"), ca, 0o644)
+	}
+	if err != nil {
+		t.Fatalf("CA directory: %v", err)
+	}
+	return dir
+}
+
 func (f TLSFiles) generate() error {
 	now := time.Now()
 	ca := &x509.Certificate{

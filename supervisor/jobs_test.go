@@ -400,7 +400,7 @@ func TestV3ReloadGenerations(t *testing.T) {
   {name: 'change', exec: %s, when: {source: 'setup', once: 'exitSuccess'}},
   %s
 ]}`, noConsul, jsonArgv(helper("hook", rec, "setup")...), jsonArgv(helper("app", filepath.Join(dir, "keep"))...),
-			jsonArgv(append(helper("app", filepath.Join(dir, "change")), changedTag)...), extra)), 0o644)
+			jsonArgv(helper("app", filepath.Join(dir, "change-"+changedTag))...), extra)), 0o644)
 	}
 	write("v1", fmt.Sprintf(`{name: 'gone', exec: %s}`, jsonArgv(helper("app", filepath.Join(dir, "gone"))...)))
 	p := runInProcess(t, path, "")
@@ -408,6 +408,9 @@ func TestV3ReloadGenerations(t *testing.T) {
 		return p.job("keep").Pid != 0 && p.job("change").Pid != 0 && p.job("gone").Pid != 0, fmt.Sprintf("%+v", p.s.Status().Jobs)
 	})
 	keep, change, gone := p.job("keep").Pid, p.job("change").Pid, p.job("gone").Pid
+	// A pid is known at the fork; the app records its start later, and the
+	// last assertion counts that record.
+	waitEvent(t, filepath.Join(dir, "keep"), "start", 20*time.Second)
 
 	// A config that does not parse changes nothing.
 	os.WriteFile(path, []byte(`{jobs: [{name: 'x', exec: 'true', restarts: -1}]}`), 0o644)

@@ -287,6 +287,21 @@ exec {
 		"malformed.hcl":  "template {\n  source = \"web.ctmpl\"\n  destination = \n}\n",
 		"unknown.hcl":    "templat {\n  source = \"web.ctmpl\"\n}\n",
 		"unknownkey.hcl": "template {\n  source = \"web.ctmpl\"\n  destinaton = \"x\"\n}\n",
+		"retry.hcl": `
+consul {
+  address = "DEAD"
+  retry {
+    attempts    = 1
+    backoff     = "10ms"
+    max_backoff = "20ms"
+  }
+}
+template {
+  source      = "web.ctmpl"
+  destination = "out/x"
+}
+`,
+		"badretry.hcl": "consul {\n  retry {\n    attempts = \"2\"\n  }\n}\ntemplate {\n  source = \"web.ctmpl\"\n  destination = \"out/x\"\n}\n",
 		"strict.hcl": `
 consul { address = "CONSUL" }
 template {
@@ -321,11 +336,22 @@ template {
 		{"unknown key", []string{"-once", "-config", "unknownkey.hcl"}},
 		{"missing config file", []string{"-once", "-config", "nosuch.hcl"}},
 		{"strict missing key", []string{"-once", "-config", "strict.hcl"}},
+		// Consul unreachable (DEAD is a closed loopback port): both give
+		// up once the retries are spent, with or without -once, and write
+		// nothing.
+		{"retries spent", []string{"-once", "-consul-addr", "DEAD", "-consul-retry-attempts", "2", "-consul-retry-backoff", "10ms", "-consul-retry-max-backoff", "20ms", "-template", "web.ctmpl:out/x"}},
+		{"retries spent without -once", []string{"-consul-addr", "DEAD", "-consul-retry-attempts", "3", "-consul-retry-backoff", "5ms", "-template", "web.ctmpl:out/x"}},
+		{"retry disabled", []string{"-once", "-consul-addr", "DEAD", "-consul-retry=false", "-template", "web.ctmpl:out/x"}},
+		{"retry block", []string{"-once", "-config", "retry.hcl"}},
+		{"quoted retry attempts", []string{"-once", "-config", "badretry.hcl", "-consul-addr", "DEAD"}},
+		{"bad -consul-retry-attempts", []string{"-once", "-consul-addr", "DEAD", "-consul-retry-attempts", "x", "-template", "web.ctmpl:out/x"}},
 	}
+	// A closed loopback port: nothing listens on port 1.
+	const dead = "127.0.0.1:1"
 	setup := func(t *testing.T) string {
 		dir := t.TempDir()
 		for name, text := range files {
-			text = strings.ReplaceAll(text, "CONSUL", agent.HTTPAddr)
+			text = strings.ReplaceAll(strings.ReplaceAll(text, "CONSUL", agent.HTTPAddr), "DEAD", dead)
 			if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -341,7 +367,7 @@ template {
 		defer cancel()
 		a := make([]string, len(args))
 		for i, s := range args {
-			a[i] = strings.ReplaceAll(s, "CONSUL", agent.HTTPAddr)
+			a[i] = strings.ReplaceAll(strings.ReplaceAll(s, "CONSUL", agent.HTTPAddr), "DEAD", dead)
 		}
 		cmd := exec.CommandContext(ctx, bin, a...)
 		cmd.Dir = dir

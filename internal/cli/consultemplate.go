@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"os/user"
@@ -57,6 +58,8 @@ refused with the reason):
   -consul-token=<token>     ACL token (also -consul-token-file)
   -consul-ssl, -consul-ssl-verify, -consul-ssl-ca-cert, -consul-ssl-ca-path,
   -consul-ssl-cert, -consul-ssl-key, -consul-ssl-server-name
+  -consul-retry, -consul-retry-attempts (default 12; 0 = no limit, then exit 14),
+  -consul-retry-backoff (default 250ms), -consul-retry-max-backoff (default 1m)
   -template=<src[:dest[:command]]>   (repeatable)
   -once                     render once, run the commands, exit
   -dry                      print "> DEST" and the contents to stdout; write nothing
@@ -325,8 +328,24 @@ func (r *ctRun) signals() (kill, reload syscall.Signal) {
 	return kill, reload
 }
 
+// watchOptions are consul-template's query settings: stale reads unless
+// max_stale is 0 (its default is 2s), and its retry policy, so a run whose
+// Consul stays unreachable ends with exit 14 as consul-template's does.
+func watchOptions(cfg *ctconfig.Config) consul.WatchOptions {
+	maxFailures, backoff, maxBackoff := cfg.Consul.Retry.Policy()
+	if maxBackoff == 0 {
+		maxBackoff = math.MaxInt64 // consul-template: no upper limit
+	}
+	return consul.WatchOptions{
+		Stale:       cfg.MaxStale == nil || *cfg.MaxStale > 0,
+		MaxFailures: maxFailures,
+		BackoffMin:  backoff,
+		BackoffMax:  maxBackoff,
+	}
+}
+
 // build makes a runner for the current config.
-func (r *ctRun) build(ctx context.Context) (*render.Runner, func(), error) {
+func (r *ctRun) build(ctx context.Context) (*render.Runner, *consul.Watcher, error) {
 	commands := &proc.Runner{Stdout: r.stdout, Stderr: r.stderr}
 	var rcs []render.Config
 	for _, t := range r.cfg.Templates {
@@ -347,8 +366,7 @@ func (r *ctRun) build(ctx context.Context) (*render.Runner, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	stale := r.cfg.MaxStale == nil || *r.cfg.MaxStale > 0 // consul-template's default max_stale is 2s
-	w := consul.NewWatcher(ctx, client, consul.WatchOptions{Stale: stale}, r.log)
+	w := consul.NewWatcher(ctx, client, watchOptions(r.cfg), r.log)
 	mode := render.ModeWrite
 	if r.cfg.Dry {
 		mode = render.ModeDryRun
@@ -358,7 +376,7 @@ func (r *ctRun) build(ctx context.Context) (*render.Runner, func(), error) {
 		w.Close()
 		return nil, nil, err
 	}
-	return runner, w.Close, nil
+	return runner, w, nil
 }
 
 func (r *ctRun) run(ctx context.Context) int {
@@ -381,30 +399,43 @@ func (r *ctRun) run(ctx context.Context) int {
 	var stopRunner func()
 	start := func() error {
 		rctx, rcancel := context.WithCancel(ctx)
-		runner, closeWatch, err := r.build(rctx)
+		runner, w, err := r.build(rctx)
 		if err != nil {
 			rcancel()
 			return err
 		}
-		stopRunner = func() { rcancel(); closeWatch() }
+		stopRunner = func() { rcancel(); w.Close() }
+		report := func(o outcome) {
+			select {
+			case done <- o:
+			case <-rctx.Done(): // stopped meanwhile: a reload or an exit
+			}
+		}
+		go func() {
+			select {
+			case err := <-w.Failed(): // retries spent, with or without -once
+				report(outcome{ctExitRunnerError, err})
+			case <-rctx.Done():
+			}
+		}()
 		go func() {
 			if err := runner.Once(rctx); err != nil {
 				if rctx.Err() != nil {
 					return // stopped: a reload or an exit
 				}
-				done <- outcome{ctExitRunnerError, err}
+				report(outcome{ctExitRunnerError, err})
 				return
 			}
 			if r.child != nil {
 				if err := r.child.start(); err != nil {
-					done <- outcome{ctExitRunnerError, err}
+					report(outcome{ctExitRunnerError, err})
 					return
 				}
 				if r.cfg.Once {
 					return // the run ends with the child
 				}
 			} else if r.cfg.Once {
-				done <- outcome{ctExitOK, nil}
+				report(outcome{ctExitOK, nil})
 				return
 			}
 			runner.Run(rctx) //nolint:errcheck // Run logs its own errors and returns nil

@@ -127,6 +127,9 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		for _, w := range ct.Warnings {
 			log.Warn().Msg(w)
 		}
+		if ct.Consul.Retry.Given() {
+			log.Warn().Msg("consul.retry is not used by autopilot render: it retries Consul until -timeout with -once, forever without; the consul-template name honours it")
+		}
 	}
 	if len(templates) == 0 && (ct == nil || len(ct.Templates) == 0) {
 		return usageErr("no -template given")

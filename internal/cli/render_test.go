@@ -301,3 +301,19 @@ func runtimeServers(t *testing.T, sock string) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestRenderConfigRetryNotUsed: render keeps retrying Consul whatever a
+// consul-template config's retry block says, and says so.
+func TestRenderConfigRetryNotUsed(t *testing.T) {
+	dir := t.TempDir()
+	fx := write(t, dir, "data.json", fixtureJSON)
+	tmpl := write(t, dir, "a.ctmpl", `{{ key "app/mode" }}`)
+	cfg := write(t, dir, "ct.hcl", fmt.Sprintf("consul {\n  retry { attempts = 1 }\n}\ntemplate {\n  source = %q\n  destination = %q\n}\n", tmpl, filepath.Join(dir, "out")))
+	code, _, errs := run(t, "render", "-data", fx, "-once", "-config", cfg)
+	if code != 0 || !strings.Contains(errs, "consul.retry is not used by autopilot render") {
+		t.Fatalf("exit %d, stderr %s", code, errs)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "out")); err != nil || string(b) != "fast" {
+		t.Errorf("out = %q, %v", b, err)
+	}
+}

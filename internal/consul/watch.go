@@ -28,6 +28,11 @@ type WatchOptions struct {
 	// BackoffMin and BackoffMax bound the jittered exponential backoff after
 	// errors (defaults 250ms and 10s).
 	BackoffMin, BackoffMax time.Duration
+	// MaxFailures, when above 0, is how many failed requests in a row a
+	// watch takes before it gives up: it stops and reports its error on
+	// Failed (consul-template's retry attempts, plus one). 0 retries
+	// forever, which the supervisor does: a Consul outage never ends it.
+	MaxFailures int
 	// Stale allows any server to answer (?stale), trading freshness for load.
 	Stale bool
 	// Cached reads through the local agent's cache (?cached) where the
@@ -84,6 +89,7 @@ type Watcher struct {
 	wg     sync.WaitGroup
 
 	requests atomic.Int64 // HTTP requests sent, for tests and benchmarks
+	failed   chan error   // the first watch to give up (MaxFailures)
 
 	mu      sync.Mutex
 	watches map[dep.Query]*watch
@@ -115,7 +121,15 @@ type watchCounts struct {
 func NewWatcher(ctx context.Context, client *Client, opts WatchOptions, log zerolog.Logger) *Watcher {
 	ctx, cancel := context.WithCancel(ctx)
 	return &Watcher{client: client, agent: NewAgent(client), opts: opts.withDefaults(), log: log,
-		ctx: ctx, cancel: cancel, watches: map[dep.Query]*watch{}}
+		ctx: ctx, cancel: cancel, watches: map[dep.Query]*watch{}, failed: make(chan error, 1)}
+}
+
+// Failed delivers the error of the first watch that gave up after
+// MaxFailures failed requests in a row; it never fires when MaxFailures is 0.
+// The watch that gave up no longer follows its query: the caller is expected
+// to end its run.
+func (w *Watcher) Failed() <-chan error {
+	return w.failed
 }
 
 // Close stops every loop and waits for them to return.
@@ -340,6 +354,14 @@ func (w *Watcher) loop(ctx context.Context, wt *watch) {
 			// Ask afresh (non-blocking) on the next try.
 			index = 0
 			w.setErr(wt, err)
+			if w.opts.MaxFailures > 0 && failures >= w.opts.MaxFailures {
+				log.Error().Err(err).Int("failures", failures).Msg("consul query failed too many times in a row; giving up")
+				select {
+				case w.failed <- fmt.Errorf("%w (gave up after %d failed requests in a row)", err, failures):
+				default: // another watch gave up first
+				}
+				return
+			}
 			d := backoff(failures, w.opts.BackoffMin, w.opts.BackoffMax)
 			if failures == 1 {
 				firstFail, loggedAt = time.Now(), time.Now()
@@ -458,6 +480,10 @@ type fetcher struct {
 func backoff(failures int, min, max time.Duration) time.Duration {
 	d := min
 	for i := 1; i < failures && d < max; i++ {
+		if d > max/2 {
+			d = max // doubling would pass max, or overflow when max is huge
+			break
+		}
 		d *= 2
 	}
 	if d > max {

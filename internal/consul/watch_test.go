@@ -3,12 +3,14 @@ package consul
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,6 +161,11 @@ func TestWatcherKeepsDataThroughOutage(t *testing.T) {
 	if n, s := instancesOf(w, q); n != 1 {
 		t.Fatalf("during the outage: %s, want the last good answer", s)
 	}
+	select {
+	case err := <-w.Failed():
+		t.Fatalf("the watch gave up without MaxFailures: %v", err)
+	default:
+	}
 	agent.Restart() // a fresh, empty agent on the same address
 	start := time.Now()
 	testenv.Eventually(t, 10*time.Second, func() (bool, string) { return w.LastError(q) == nil, "still failing" })
@@ -197,6 +204,14 @@ func TestBackoffBounds(t *testing.T) {
 		d := backoff(failures, 100*time.Millisecond, 2*time.Second)
 		if d < 50*time.Millisecond || d > 2*time.Second {
 			t.Fatalf("backoff(%d) = %v, outside [50ms, 2s]", failures, d)
+		}
+	}
+	// No upper limit (consul-template's max_backoff = 0): doubling must
+	// not overflow into a negative or tiny sleep.
+	for _, failures := range []int{10, 40, 63, 64, 100, 1000} {
+		d := backoff(failures, 250*time.Millisecond, math.MaxInt64)
+		if want := 250 * time.Millisecond << min(failures-1, 20) / 2; d < want {
+			t.Fatalf("backoff(%d) with no limit = %v, want at least %v", failures, d, want)
 		}
 	}
 }
@@ -240,5 +255,63 @@ func TestWatcherCachedReads(t *testing.T) {
 	}
 	if got := seen["/v1/kv/cfg/x"]; got != "cached=false x-cache=" {
 		t.Errorf("kv query: %s; want no ?cached", got)
+	}
+}
+
+// TestWatcherGivesUpAfterMaxFailures: with MaxFailures (consul-template's
+// retry attempts) a watch gives up only after that many failed requests in
+// a row, a success in between starts the count again, and giving up keeps
+// the last good value. A proxy in front of a real agent fails requests.
+func TestWatcherGivesUpAfterMaxFailures(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	if _, err := agent.Client(t).KV().Put(&api.KVPair{Key: "cfg/x", Value: []byte("1")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	const (
+		pass = iota
+		alternate
+		fail
+	)
+	var mode, requests, failed atomic.Int64
+	target, _ := url.Parse("http://" + agent.HTTPAddr)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := requests.Add(1)
+		if m := mode.Load(); m == fail || m == alternate && n%2 == 0 {
+			failed.Add(1)
+			http.Error(w, "injected failure", http.StatusBadGateway)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	w := newTestWatcher(t, srv.URL, WatchOptions{WaitTime: 50 * time.Millisecond, BackoffMin: 2 * time.Millisecond,
+		BackoffMax: 10 * time.Millisecond, MaxFailures: 2})
+	q, _ := dep.ParseKey("cfg/x")
+	w.Subscribe(q, make(chan struct{}, 1))
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) { _, ok := w.Get(q); return ok, "no value yet" })
+
+	mode.Store(alternate)
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		return failed.Load() >= 6, fmt.Sprintf("%d failures injected", failed.Load())
+	})
+	select {
+	case err := <-w.Failed():
+		t.Fatalf("gave up although no two requests in a row failed: %v", err)
+	default:
+	}
+
+	mode.Store(fail)
+	before := failed.Load()
+	select {
+	case err := <-w.Failed():
+		if !strings.Contains(err.Error(), "cfg/x") || !strings.Contains(err.Error(), "gave up after 2 failed requests in a row") {
+			t.Errorf("error %q: want the query and the count", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no give-up after %d failed requests", failed.Load()-before)
+	}
+	if v, ok := w.Get(q); !ok || v.(*dep.KeyPair).Value != "1" {
+		t.Errorf("after giving up: %+v %v, want the last good value kept", v, ok)
 	}
 }

@@ -34,7 +34,7 @@ type Config struct {
 	// Once, Dry and ParseOnly come from flags only (consul-template has no
 	// config keys for them).
 	Once, Dry bool
-	// Warnings are options accepted with a note (consul.retry, transport):
+	// Warnings are options accepted with a note (consul.transport):
 	// the CLI logs them, so nothing is ignored silently.
 	Warnings []string
 }
@@ -45,6 +45,52 @@ type Consul struct {
 	Token     *string
 	TokenFile *string
 	SSL       SSL
+	Retry     Retry
+}
+
+// Retry is consul { retry { } } or the -consul-retry* flags: how a failed
+// Consul request is retried before the run gives up (exit 14), with
+// consul-template's defaults: 12 retries, backoff from 250ms doubling to 1m.
+type Retry struct {
+	Enabled    *bool
+	Attempts   *int // retries after the first failure; 0 or less: no limit
+	Backoff    *time.Duration
+	MaxBackoff *time.Duration // 0: no limit
+}
+
+// Given reports whether any retry option was set.
+func (r Retry) Given() bool {
+	return r.Enabled != nil || r.Attempts != nil || r.Backoff != nil || r.MaxBackoff != nil
+}
+
+// consul-template's retry defaults (config/retry.go).
+const (
+	defaultRetryAttempts   = 12
+	defaultRetryBackoff    = 250 * time.Millisecond
+	defaultRetryMaxBackoff = time.Minute
+)
+
+// Policy is the retry settings with the defaults applied: give up after
+// maxFailures failed requests in a row (0: never), backing off from
+// backoff doubling up to maxBackoff (0: no limit).
+func (r Retry) Policy() (maxFailures int, backoff, maxBackoff time.Duration) {
+	maxFailures, backoff, maxBackoff = defaultRetryAttempts+1, defaultRetryBackoff, defaultRetryMaxBackoff
+	if r.Attempts != nil {
+		maxFailures = 0
+		if *r.Attempts > 0 {
+			maxFailures = *r.Attempts + 1
+		}
+	}
+	if r.Enabled != nil && !*r.Enabled {
+		maxFailures = 1
+	}
+	if r.Backoff != nil {
+		backoff = *r.Backoff
+	}
+	if r.MaxBackoff != nil {
+		maxBackoff = *r.MaxBackoff
+	}
+	return maxFailures, backoff, maxBackoff
 }
 
 // SSL is consul { ssl { } }.
@@ -121,6 +167,10 @@ func (c *Config) Merge(o *Config) {
 	set(&c.Consul.SSL.CACert, o.Consul.SSL.CACert)
 	set(&c.Consul.SSL.CAPath, o.Consul.SSL.CAPath)
 	set(&c.Consul.SSL.ServerName, o.Consul.SSL.ServerName)
+	set(&c.Consul.Retry.Enabled, o.Consul.Retry.Enabled)
+	set(&c.Consul.Retry.Attempts, o.Consul.Retry.Attempts)
+	set(&c.Consul.Retry.Backoff, o.Consul.Retry.Backoff)
+	set(&c.Consul.Retry.MaxBackoff, o.Consul.Retry.MaxBackoff)
 	c.Templates = append(c.Templates, o.Templates...)
 	set(&c.Wait, o.Wait)
 	set(&c.LogLevel, o.LogLevel)

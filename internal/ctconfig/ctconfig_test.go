@@ -50,7 +50,8 @@ func TestParseFlags(t *testing.T) {
 	fl, err := ParseFlags([]string{"-once", "-consul", "consul:8500", "-template", "in:out:c d", "-template", "in2:y",
 		"-wait", "2s", "-max-stale", "0s", "-kill-signal", "sigterm", "-reload-signal", "SIGUSR1", "-log-level", "err",
 		"-exec", "app --flag", "-exec-reload-signal", "SIGHUP", "-exec-kill-timeout", "3s", "-config", "a.hcl", "-config", "dir",
-		"-consul-token", "secret", "-consul-ssl", "-consul-ssl-verify=false", "-dry", "-consul-retry-attempts", "3"})
+		"-consul-token", "secret", "-consul-ssl", "-consul-ssl-verify=false", "-dry", "-consul-retry-attempts", "3",
+		"-consul-retry-backoff", "1s", "-consul-retry-max-backoff", "0", "-consul-transport-dial-timeout", "5s"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,9 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("exec %+v", c.Exec)
 	case strings.Join(fl.ConfigPaths, ",") != "a.hcl,dir":
 		t.Errorf("config paths %v", fl.ConfigPaths)
-	case len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "-consul-retry-attempts=3"):
+	case *c.Consul.Retry.Attempts != 3 || *c.Consul.Retry.Backoff != time.Second || *c.Consul.Retry.MaxBackoff != 0 || c.Consul.Retry.Enabled != nil:
+		t.Errorf("retry %+v", c.Consul.Retry)
+	case len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "-consul-transport-dial-timeout=5s is not used"):
 		t.Errorf("warnings %v", c.Warnings)
 	}
 }
@@ -96,6 +99,9 @@ func TestParseFlagsErrors(t *testing.T) {
 		{[]string{"-exec", " "}, "empty command"},
 		{[]string{"-once", "stray"}, "extra args"},
 		{[]string{"-nope"}, "flag provided but not defined: -nope"},
+		{[]string{"-consul-retry-attempts", "x"}, `invalid value "x" for flag -consul-retry-attempts: want a whole number`},
+		{[]string{"-consul-retry-backoff", "soon"}, "-consul-retry-backoff: "},
+		{[]string{"-consul-retry=maybe"}, "want true or false"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -195,7 +201,9 @@ func TestParseHCL(t *testing.T) {
 		t.Errorf("template 2 %+v wait %+v", t2, t2.Wait)
 	case t1.At != "full.hcl:37:1":
 		t.Errorf("template 1 at %q", t1.At)
-	case len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "full.hcl:11:3: consul.retry is not used"):
+	case !*c.Consul.Retry.Enabled || *c.Consul.Retry.Attempts != 12 || *c.Consul.Retry.Backoff != 250*time.Millisecond || c.Consul.Retry.MaxBackoff != nil:
+		t.Errorf("retry %+v", c.Consul.Retry)
+	case len(c.Warnings) != 0:
 		t.Errorf("warnings %q", c.Warnings)
 	}
 	// The same config as JSON (consul-template reads both).
@@ -240,6 +248,10 @@ func TestParseHCLErrors(t *testing.T) {
 		{"error_fatal false", "template {\n  error_fatal = false\n}\n", "template.error_fatal: false is not supported"},
 		{"exec env", "exec {\n  env { pristine = true }\n}\n", "exec.env: exec { env { } } is not supported"},
 		{"bad json", "{\"consul\": [", "x.hcl:"},
+		{"quoted retry attempts", "consul {\n  retry {\n    attempts = \"2\"\n  }\n}\n", "x.hcl:3:16: consul.retry.attempts: want a whole number"},
+		{"retry unknown key", "consul {\n  retry { bogus = 1 }\n}\n", "x.hcl:2:11: consul.retry.bogus: unknown option"},
+		{"retry bad backoff", "consul {\n  retry { backoff = \"soon\" }\n}\n", "consul.retry.backoff: \"soon\" is not a duration"},
+		{"retry bad enabled", "consul {\n  retry { enabled = \"no\" }\n}\n", "consul.retry.enabled: want true or false"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -290,5 +302,42 @@ func TestFromPathMergesInOrder(t *testing.T) {
 	write("c.hcl", "bogus = 1\n")
 	if _, err := FromPath(dir); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "c.hcl")+":1:1: bogus") {
 		t.Fatalf("error = %v, want it to name c.hcl:1:1", err)
+	}
+}
+
+// TestRetryPolicy follows consul-template's RetryFunc: attempts counts the
+// retries after the first failure, 0 or less is no limit, enabled = false
+// gives up at the first failure.
+func TestRetryPolicy(t *testing.T) {
+	i := func(n int) *int { return &n }
+	b := func(v bool) *bool { return &v }
+	d := func(v time.Duration) *time.Duration { return &v }
+	tests := []struct {
+		name             string
+		r                Retry
+		failures         int
+		backoff, maxBack time.Duration
+	}{
+		{"defaults", Retry{}, 13, 250 * time.Millisecond, time.Minute},
+		{"attempts", Retry{Attempts: i(2)}, 3, 250 * time.Millisecond, time.Minute},
+		{"no limit", Retry{Attempts: i(0)}, 0, 250 * time.Millisecond, time.Minute},
+		{"negative is no limit", Retry{Attempts: i(-1)}, 0, 250 * time.Millisecond, time.Minute},
+		{"disabled", Retry{Enabled: b(false), Attempts: i(5)}, 1, 250 * time.Millisecond, time.Minute},
+		{"enabled", Retry{Enabled: b(true)}, 13, 250 * time.Millisecond, time.Minute},
+		{"backoffs", Retry{Backoff: d(time.Second), MaxBackoff: d(0)}, 13, time.Second, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, bo, mb := tt.r.Policy()
+			if f != tt.failures || bo != tt.backoff || mb != tt.maxBack {
+				t.Errorf("Policy() = %d, %v, %v; want %d, %v, %v", f, bo, mb, tt.failures, tt.backoff, tt.maxBack)
+			}
+		})
+	}
+	// Flags over a file: the later layer wins field by field.
+	c := &Config{Consul: Consul{Retry: Retry{Attempts: i(4), Backoff: d(time.Second)}}}
+	c.Merge(&Config{Consul: Consul{Retry: Retry{Attempts: i(1)}}})
+	if f, bo, _ := c.Consul.Retry.Policy(); f != 2 || bo != time.Second {
+		t.Errorf("merged: %d failures, backoff %v", f, bo)
 	}
 }

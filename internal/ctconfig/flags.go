@@ -57,7 +57,6 @@ var refusedNames = map[string]bool{ // name -> boolean
 // noted are flags accepted for compatibility whose values autopilot does not
 // need; each use adds a warning that the CLI logs.
 var noted = map[string]bool{ // name -> boolean
-	"consul-retry": true, "consul-retry-attempts": false, "consul-retry-backoff": false, "consul-retry-max-backoff": false,
 	"consul-transport-dial-keep-alive": false, "consul-transport-dial-timeout": false,
 	"consul-transport-disable-keep-alives": true, "consul-transport-max-idle-conns-per-host": false,
 	"consul-transport-tls-handshake-timeout": false,
@@ -143,6 +142,17 @@ func ParseFlags(args []string) (*Flags, error) {
 			return nil
 		})
 	}
+	boolean("consul-retry", func(b bool) error { c.Consul.Retry.Enabled = bptr(b); return nil })
+	str("consul-retry-attempts", func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return errors.New("want a whole number")
+		}
+		c.Consul.Retry.Attempts = &n
+		return nil
+	})
+	durFlag("consul-retry-backoff", func(d time.Duration) { c.Consul.Retry.Backoff = &d })
+	durFlag("consul-retry-max-backoff", func(d time.Duration) { c.Consul.Retry.MaxBackoff = &d })
 	sigFlag("exec-kill-signal", func(s *syscall.Signal) { execCfg().KillSignal = s })
 	sigFlag("exec-reload-signal", func(s *syscall.Signal) { execCfg().ReloadSignal = s })
 	durFlag("exec-kill-timeout", func(d time.Duration) { execCfg().KillTimeout = &d })
@@ -195,7 +205,7 @@ func ParseFlags(args []string) (*Flags, error) {
 	for name, isBool := range noted {
 		name := name
 		fs.Var(funcValue{isBool: isBool, set: func(s string) error {
-			c.Warnings = append(c.Warnings, fmt.Sprintf("-%s=%s is not used: autopilot retries Consul forever (jittered backoff 250ms..10s) with its own deadlines", name, s))
+			c.Warnings = append(c.Warnings, fmt.Sprintf("-%s=%s is not used: autopilot's Consul client has its own deadlines and connection settings", name, s))
 			return nil
 		}}, name, "")
 	}

@@ -265,12 +265,41 @@ func (p *parser) consul(cfg *Config, it *ast.ObjectItem) error {
 			return p.ssl(&c.SSL, it)
 		case "auth":
 			return p.errf(it, path, "basic auth is not supported; put the credentials in CONSUL_HTTP_AUTH")
-		case "retry", "transport":
-			// Accepted for compatibility and logged: autopilot uses its own
-			// retry (forever, jittered 250ms..10s) and deadlines.
+		case "retry":
+			return p.retry(&c.Retry, it)
+		case "transport":
+			// Accepted for compatibility and logged: autopilot's client has
+			// its own deadlines and connection settings.
 			if _, err = p.object(it, path); err == nil {
-				cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("%s: %s is not used: autopilot retries Consul forever (jittered backoff 250ms..10s) with its own deadlines", p.at(it), path))
+				cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("%s: %s is not used: autopilot's Consul client has its own deadlines and connection settings", p.at(it), path))
 			}
+		}
+		return err
+	})
+}
+
+func (p *parser) retry(r *Retry, it *ast.ObjectItem) error {
+	obj, err := p.object(it, "consul.retry")
+	if err != nil {
+		return err
+	}
+	known := []string{"enabled", "attempts", "backoff", "max_backoff"}
+	return p.items(obj, "consul.retry", known, func(key, path string, it *ast.ObjectItem) error {
+		switch key {
+		case "enabled":
+			b, err := p.boolean(it, path)
+			r.Enabled = &b
+			return err
+		case "attempts":
+			n, err := p.integer(it, path)
+			r.Attempts = &n
+			return err
+		}
+		d, err := p.duration(it, path)
+		if key == "backoff" {
+			r.Backoff = &d
+		} else {
+			r.MaxBackoff = &d
 		}
 		return err
 	})
@@ -438,6 +467,16 @@ func (p *parser) boolean(it *ast.ObjectItem, path string) (bool, error) {
 		}
 	}
 	return false, p.errf(it.Val, path, "want true or false")
+}
+
+// integer reads a number; as in consul-template, a quoted one is refused.
+func (p *parser) integer(it *ast.ObjectItem, path string) (int, error) {
+	if s, ok := literal(it.Val, token.NUMBER); ok {
+		if n, err := strconv.Atoi(s); err == nil {
+			return n, nil
+		}
+	}
+	return 0, p.errf(it.Val, path, "want a whole number")
 }
 
 func (p *parser) duration(it *ast.ObjectItem, path string) (time.Duration, error) {

@@ -57,7 +57,7 @@ func (a *Agent) call(ctx context.Context, endpoint string, fn func(ctx context.C
 	ctx, cancel := context.WithTimeout(ctx, a.c.opts.CallTimeout)
 	defer cancel()
 	start := time.Now()
-	err := fn(ctx)
+	err := a.c.explain(fn(ctx))
 	if a.c.stats.request(endpoint, err, false, time.Since(start)) == OutcomeTimeout {
 		err = fmt.Errorf("consul agent did not answer within %s: %w", a.c.opts.CallTimeout, err)
 	}

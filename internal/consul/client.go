@@ -12,9 +12,13 @@
 package consul
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -67,6 +71,9 @@ type Client struct {
 	cfg   api.Config // as completed by api.NewClient (HttpClient, token, scheme)
 	opts  ClientOptions
 	stats *counters
+	// noClientCert: HTTPS without a client certificate, so a refused
+	// connection may be an agent that requires one (explain).
+	noClientCert bool
 }
 
 // NewClient returns a Consul client with default ClientOptions. addr may be
@@ -116,7 +123,39 @@ func NewClientWithOptions(addr string, opts ClientOptions) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consul client for %q: %w", cfg.Address, err)
 	}
-	return &Client{api: c, cfg: *cfg, opts: opts, stats: newStats()}, nil
+	return &Client{api: c, cfg: *cfg, opts: opts, stats: newStats(), noClientCert: withoutClientCert(cfg)}, nil
+}
+
+// withoutClientCert reports whether cfg (as api.NewClient completed it)
+// talks HTTPS without a client certificate.
+func withoutClientCert(cfg *api.Config) bool {
+	if cfg.Scheme != "https" || cfg.HttpClient == nil {
+		return false
+	}
+	t, ok := cfg.HttpClient.Transport.(*http.Transport)
+	if !ok || t.TLSClientConfig == nil {
+		return false
+	}
+	tc := t.TLSClientConfig
+	return len(tc.Certificates) == 0 && tc.GetClientCertificate == nil
+}
+
+// explain adds the likely cause to an error that names none. Over TLS 1.3
+// an agent that requires client certificates (verify_incoming) refuses a
+// client without one after the handshake, and the client then reads, by
+// timing, "tls: certificate required", "broken pipe", "connection reset by
+// peer", an EOF or (HTTP/2) "client conn could not be established".
+func (c *Client) explain(err error) error {
+	if err == nil || !c.noClientCert {
+		return err
+	}
+	msg := err.Error()
+	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(msg, "certificate required") ||
+		strings.Contains(msg, "http2: client conn could not be established") {
+		return fmt.Errorf("%w (no client certificate is configured; does the agent require one? verify_incoming)", err)
+	}
+	return err
 }
 
 // API returns the underlying consul/api client, for calls this package does

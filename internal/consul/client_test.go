@@ -2,6 +2,7 @@ package consul
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/rs/zerolog"
 
 	"github.com/autopilot/autopilot/internal/dep"
@@ -64,5 +66,52 @@ func TestNewClientHonoursEnv(t *testing.T) {
 	}
 	if !strings.Contains(gotURL, "passing=1") {
 		t.Fatalf("URL %q: want Consul to filter passing instances", gotURL)
+	}
+}
+
+// TestClientExplainsRefusedClientCert: an agent that requires client
+// certificates refuses a client without one after the TLS 1.3 handshake,
+// and the client reads one of several vague errors by timing. Every one of
+// them, on agent calls and on watches, names the likely cause; an error
+// with another cause (a wrong CA) does not get the hint.
+func TestClientExplainsRefusedClientCert(t *testing.T) {
+	files, other := testenv.NewTLSFiles(t), testenv.NewTLSFiles(t)
+	agent := testenv.StartConsul(t, testenv.WithTLS(files))
+	const hint = "no client certificate is configured"
+	client := func(ca, cert, key string) *Client {
+		c, err := NewClientWithOptions("https://"+agent.HTTPSAddr, ClientOptions{Configure: func(cfg *api.Config) {
+			cfg.TLSConfig = api.TLSConfig{CAFile: ca, CertFile: cert, KeyFile: key, Address: testenv.TLSServerName}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	nodeName := func(c *Client) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := NewAgent(c).NodeName(ctx)
+		return err
+	}
+
+	if err := nodeName(client(files.CAFile, files.ClientCert, files.ClientKey)); err != nil {
+		t.Fatalf("with a client certificate: %v", err)
+	}
+	for i := range 20 { // a new client (connection) each time: the error varies by timing
+		err := nodeName(client(files.CAFile, "", ""))
+		if err == nil || !strings.Contains(err.Error(), hint) {
+			t.Fatalf("call %d without a client certificate: %v; want the hint", i, err)
+		}
+	}
+	w := NewWatcher(context.Background(), client(files.CAFile, "", ""), WatchOptions{BackoffMin: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond}, zerolog.Nop())
+	t.Cleanup(w.Close)
+	q, _ := dep.ParseKey("a")
+	w.Subscribe(q, make(chan struct{}, 1))
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		err := w.LastError(q)
+		return err != nil && strings.Contains(err.Error(), hint), fmt.Sprint(err)
+	})
+	if err := nodeName(client(other.CAFile, "", "")); err == nil || !strings.Contains(err.Error(), "unknown authority") || strings.Contains(err.Error(), hint) {
+		t.Errorf("wrong CA: %v; want the x509 error without the hint", err)
 	}
 }

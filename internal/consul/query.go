@@ -74,7 +74,7 @@ func (c *Client) get(ctx context.Context, q dep.Query, o queryOptions, buf *byte
 	}
 	resp, err := c.cfg.HttpClient.Do(req)
 	if err != nil {
-		return answer{}, err
+		return answer{}, c.explain(err)
 	}
 	defer resp.Body.Close()
 	buf.Reset()

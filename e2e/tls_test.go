@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,10 +22,9 @@ import (
 // the symlinked autopilot with the same -once command line against one
 // agent that serves HTTPS and requires a client certificate, with TLS given
 // as flags, as a config file's consul { ssl { } } and as CONSUL_* variables.
-// Both must exit alike and leave the same files. A TLS failure makes both
-// retry (autopilot retries forever, consul-template for about 5 minutes), so
-// those cases interrupt both once they have reported the failure (exit 12)
-// and require that nothing was written and that autopilot named the problem.
+// Both must exit alike and leave the same files. The failing cases give
+// both one retry (-consul-retry-attempts=1) and require that both gave up
+// (exit 14), that nothing was written and that autopilot named the problem.
 func TestConsulTemplateTLSSideBySide(t *testing.T) {
 	realCT := realConsulTemplate(t)
 	ourCT := filepath.Join(ctBinDir(t), "consul-template")
@@ -104,9 +102,8 @@ func TestConsulTemplateTLSSideBySide(t *testing.T) {
 		{name: "flags, client cert of another CA", args: append([]string{"-consul-addr", agent.HTTPSAddr}, tlsFlags(files.CAFile, other.ClientCert, other.ClientKey)...),
 			fails: "-"},
 	}
-	// run runs bin to its end or, when interruptAfter > 0, interrupts it
-	// once it has named a failed https:// fetch that many times.
-	run := func(t *testing.T, bin, dir string, args, env []string, interruptAfter int) (int, string) {
+	// run runs bin to its end.
+	run := func(t *testing.T, bin, dir string, args, env []string) (int, string) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -117,18 +114,7 @@ func TestConsulTemplateTLSSideBySide(t *testing.T) {
 		cmd.Env = append(cmd.Env, env...)
 		var stderr testenv.Buffer
 		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if interruptAfter > 0 {
-			testenv.Eventually(t, 20*time.Second, func() (bool, string) {
-				return strings.Count(stderr.String(), "https://") >= interruptAfter, "stderr: " + stderr.String()
-			})
-			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-				t.Fatal(err)
-			}
-		}
-		cmd.Wait() //nolint:errcheck // the exit code is the result
+		cmd.Run() //nolint:errcheck // the exit code is the result
 		if ctx.Err() != nil {
 			t.Fatalf("%s %q: timed out\n%s", bin, args, stderr.String())
 		}
@@ -155,20 +141,14 @@ func TestConsulTemplateTLSSideBySide(t *testing.T) {
 			if tc.config != "" {
 				args = []string{"-once", "-config", "ct.hcl"}
 			}
-			realDir, ourDir := setup(t, tc.config), setup(t, tc.config)
-			// A failing run is interrupted once it retries. consul-template
-			// logs each failed fetch (the template's two queries, then their
-			// retries a backoff later) and starts fetching before it installs
-			// its signal handler: interrupted at its first failures it could
-			// still die of Go's default action (exit 130), so it is
-			// interrupted at its third line. autopilot catches signals before
-			// it fetches and logs a repeated failure once.
-			ctAfter, apAfter := 0, 0
 			if tc.fails != "" {
-				ctAfter, apAfter = 3, 1
+				// Both give up after one retry (exit 14) instead of
+				// retrying for minutes.
+				args = append(args, "-consul-retry-attempts=1", "-consul-retry-backoff=10ms", "-consul-retry-max-backoff=20ms")
 			}
-			wantCode, wantErr := run(t, realCT, realDir, args, tc.env, ctAfter)
-			gotCode, gotErr := run(t, ourCT, ourDir, args, tc.env, apAfter)
+			realDir, ourDir := setup(t, tc.config), setup(t, tc.config)
+			wantCode, wantErr := run(t, realCT, realDir, args, tc.env)
+			gotCode, gotErr := run(t, ourCT, ourDir, args, tc.env)
 			if gotCode != wantCode {
 				t.Errorf("exit code %d, consul-template's %d\nconsul-template stderr:\n%s\nautopilot stderr:\n%s", gotCode, wantCode, tail(wantErr, 5), tail(gotErr, 5))
 			}
@@ -179,8 +159,8 @@ func TestConsulTemplateTLSSideBySide(t *testing.T) {
 			switch {
 			case tc.fails == "" && (gotCode != 0 || !strings.Contains(got, "server 127.0.0.1:8080\nport=9090\n")):
 				t.Errorf("exit %d and files:\n%s\nwant exit 0 and web.conf rendered\nautopilot stderr:\n%s", gotCode, got, tail(gotErr, 5))
-			case tc.fails != "" && got != "":
-				t.Errorf("files written on a TLS failure:\n%s", got)
+			case tc.fails != "" && (gotCode != 14 || got != ""):
+				t.Errorf("exit %d and files:\n%s\nwant exit 14 (retries spent) and no file", gotCode, got)
 			case tc.fails != "" && tc.fails != "-" && !strings.Contains(gotErr, tc.fails):
 				t.Errorf("autopilot stderr does not name %q:\n%s", tc.fails, tail(gotErr, 5))
 			}

@@ -301,6 +301,19 @@ template {
   destination = "out/x"
 }
 `,
+		"shared.hcl": `
+consul { address = "CONSUL" }
+template {
+  source      = "exec.ctmpl"
+  destination = "out/a.txt"
+  command     = "cat out/a.txt out/b.txt >> out/log"
+}
+template {
+  source      = "exec.ctmpl"
+  destination = "out/b.txt"
+  command     = "cat out/a.txt out/b.txt >> out/log"
+}
+`,
 		"badretry.hcl": "consul {\n  retry {\n    attempts = \"2\"\n  }\n}\ntemplate {\n  source = \"web.ctmpl\"\n  destination = \"out/x\"\n}\n",
 		"strict.hcl": `
 consul { address = "CONSUL" }
@@ -318,6 +331,12 @@ template {
 		{"once", []string{"-once", "-consul-addr", "CONSUL", "-template", "web.ctmpl:out/web.conf"}},
 		{"once with command", []string{"-once", "-consul-addr", "CONSUL", "-template", "web.ctmpl:out/web.conf:touch out/marker && echo ok > out/marker2"}},
 		{"two templates", []string{"-once", "-consul-addr", "CONSUL", "-template", "web.ctmpl:out/a.conf", "-template", "exec.ctmpl:out/b.txt"}},
+		// consul-template runs a command that several templates rendered in
+		// one pass share once, after all of them are written (templates on
+		// the same data render in one pass): the log has both files, once.
+		{"shared command", []string{"-once", "-consul-addr", "CONSUL", "-template", "exec.ctmpl:out/a.txt:sh -c 'cat out/a.txt out/b.txt >> out/log'",
+			"-template", "exec.ctmpl:out/b.txt:sh -c 'cat out/a.txt out/b.txt >> out/log'", "-template", "exec.ctmpl:out/c.txt:sh -c 'echo other >> out/log2'"}},
+		{"shared command in a config file", []string{"-once", "-config", "shared.hcl"}},
 		{"failing command", []string{"-once", "-consul-addr", "CONSUL", "-template", "web.ctmpl:out/web.conf:false"}},
 		{"dry", []string{"-once", "-dry", "-consul-addr", "CONSUL", "-template", "web.ctmpl:out/web.conf"}},
 		{"missing template file", []string{"-once", "-consul-addr", "CONSUL", "-template", "nosuch.ctmpl:out/x"}},

@@ -175,3 +175,44 @@ func TestOneExecutionPerChange(t *testing.T) {
 		t.Fatalf("%d changes gave %d executions and %d writes, want %d of each", changes, renders, writes, changes)
 	}
 }
+
+// TestSharedCommandFromConsul: two templates with one command over a real
+// watcher, which signals their shared channel once per change: each change
+// runs the command once, with both files rendered from the same answer; a
+// change only one of them uses runs it once too.
+func TestSharedCommandFromConsul(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	c := agent.Client(t)
+	if _, err := c.KV().Put(&api.KVPair{Key: "app/x", Value: []byte("1")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.conf"), filepath.Join(dir, "b.conf")
+	cmd := &sharedCommand{files: []string{a, b}}
+	r := liveRunner(t, agent.HTTPAddr,
+		Config{Source: writeTemp(t, "a.ctmpl", `{{ len (service "web") }}`), Destination: a, Command: cmd.run, CommandName: "reload"},
+		Config{Source: writeTemp(t, "b.ctmpl", `{{ len (service "web") }} x={{ key "app/x" }}`), Destination: b, Command: cmd.run, CommandName: "reload"})
+	if len(r.groups) != 1 {
+		t.Fatalf("%d groups, want 1", len(r.groups))
+	}
+	waitRuns := func(n int, last string) {
+		t.Helper()
+		testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+			got := cmd.Runs()
+			return len(got) >= n && got[len(got)-1] == last, fmt.Sprintf("%q", got)
+		})
+	}
+	waitRuns(1, "0 | 0 x=1")
+	for i := 1; i <= 4; i++ {
+		registerTTL(t, c, fmt.Sprintf("web-%d", i), "web", "127.0.0.1", 8000+i, api.HealthPassing)
+		waitRuns(1+i, fmt.Sprintf("%d | %d x=1", i, i))
+	}
+	if _, err := c.KV().Put(&api.KVPair{Key: "app/x", Value: []byte("2")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitRuns(6, "4 | 4 x=2")
+	want := []string{"0 | 0 x=1", "1 | 1 x=1", "2 | 2 x=1", "3 | 3 x=1", "4 | 4 x=1", "4 | 4 x=2"}
+	if got := cmd.Runs(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("command runs:\n%s\nwant one per change:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

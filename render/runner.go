@@ -37,7 +37,8 @@ type Config struct {
 	// whole process group is then killed) and the render is not applied.
 	CheckTimeout time.Duration
 	// Command runs after each swap (consul-template's third field); an
-	// error is a failed reload. nil: none.
+	// error is a failed reload. nil: none. Templates of one Runner with the
+	// same CommandName render together and run it once per change (group).
 	Command func(ctx context.Context) (output []byte, err error)
 	// CommandName names Command in logs, e.g. "nginx -s reload".
 	CommandName string
@@ -142,10 +143,12 @@ type RunnerOptions struct {
 // Runner keeps a set of templates rendered from a Source. Once renders each
 // template a first time (for preStart and -once); Run keeps them up to date.
 type Runner struct {
-	src   dep.Source
-	opts  RunnerOptions
-	units []*unit
-	outMu sync.Mutex // serialises dry-run/diff printing
+	src    dep.Source
+	opts   RunnerOptions
+	units  []*unit    // every template, in configuration order
+	alone  []*unit    // those that render on their own
+	groups []*group   // those that share a command and render together
+	outMu  sync.Mutex // serialises dry-run/diff printing
 }
 
 // Stats counts what a template's runner did. It is a plain copy so that
@@ -212,8 +215,9 @@ func newOutcome(err error, output []byte) *Outcome {
 type unit struct {
 	cfg    Config
 	log    zerolog.Logger
-	notify chan struct{}
+	notify chan struct{} // its group's wake when it has one
 	reload chan struct{} // template source edited
+	group  *group        // nil: it renders alone
 
 	tmplMu sync.Mutex
 	tmpl   *Template
@@ -257,6 +261,7 @@ func NewRunner(src dep.Source, cfgs []Config, opts RunnerOptions) (*Runner, erro
 		}
 		r.units = append(r.units, u)
 	}
+	r.alone, r.groups = groupUnits(r.units, opts.Mode)
 	return r, nil
 }
 
@@ -302,13 +307,20 @@ func (e *MissingError) Unwrap() error { return ErrIncomplete }
 // ctx ends first (a *MissingError per template still waiting, joined) or a
 // template fails to execute or check.
 func (r *Runner) Once(ctx context.Context) error {
-	errs := make([]error, len(r.units))
+	errs := make([]error, len(r.alone)+len(r.groups))
 	var wg sync.WaitGroup
-	for i, u := range r.units {
+	for i, u := range r.alone {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			errs[i] = r.once(ctx, u)
+		}()
+	}
+	for i, g := range r.groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[len(r.alone)+i] = r.onceGroup(ctx, g)
 		}()
 	}
 	wg.Wait()
@@ -371,11 +383,18 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		defer stop()
 	}
-	for _, u := range r.units {
+	for _, u := range r.alone {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			r.run(ctx, u)
+		}()
+	}
+	for _, g := range r.groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.runGroup(ctx, g)
 		}()
 	}
 	wg.Wait()
@@ -443,6 +462,12 @@ func (b *writeBackoff) reset() { b.n = 0 }
 // until retry has passed (a failed write is retried without waiting for a
 // change). It reports false when ctx ends.
 func (r *Runner) waitForChange(ctx context.Context, u *unit, retry time.Duration) bool {
+	return waitFor(ctx, u.notify, u.reload, func() { r.reparse(u) }, u.cfg.Wait, retry)
+}
+
+// waitFor is waitForChange over channels: notify (data changed) and reload
+// (the template file changed, handled by reparse; nil: none), settling for w.
+func waitFor(ctx context.Context, notify, reload <-chan struct{}, reparse func(), w Wait, retry time.Duration) bool {
 	var retryC <-chan time.Time
 	if retry > 0 {
 		t := time.NewTimer(retry)
@@ -454,11 +479,10 @@ func (r *Runner) waitForChange(ctx context.Context, u *unit, retry time.Duration
 		return false
 	case <-retryC:
 		return true
-	case <-u.notify:
-	case <-u.reload:
-		r.reparse(u)
+	case <-notify:
+	case <-reload:
+		reparse()
 	}
-	w := u.cfg.Wait
 	if w.Min <= 0 {
 		return true
 	}
@@ -474,9 +498,9 @@ func (r *Runner) waitForChange(ctx context.Context, u *unit, retry time.Duration
 			return true
 		case <-quiet.C:
 			return true
-		case <-u.reload:
-			r.reparse(u)
-		case <-u.notify:
+		case <-reload:
+			reparse()
+		case <-notify:
 		}
 		if !quiet.Stop() {
 			select {
@@ -510,7 +534,7 @@ func (r *Runner) execute(ctx context.Context, u *unit) (*Result, error) {
 		}
 	}
 	for q := range u.used {
-		if _, ok := now[q]; !ok {
+		if _, ok := now[q]; !ok && !u.group.uses(q, u) {
 			r.src.Unsubscribe(q, u.notify)
 		}
 	}
@@ -593,6 +617,36 @@ func (r *Runner) apply(ctx context.Context, u *unit, out []byte) error {
 // swap is the write path: unchanged -> nothing; else stage, check, swap,
 // reload; a failed reload puts the previous file back and reloads again.
 func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
+	prev, hadPrev, wrote, err := r.commit(ctx, u, out)
+	if err != nil || !wrote {
+		return err
+	}
+	if hadPrev && u.cfg.Apply != nil && r.applyLive(ctx, u, prev, out) {
+		return nil
+	}
+	u.log.Info().Int("bytes", len(out)).Strs("changed", u.changed).Msg("file updated")
+
+	if !r.splay(ctx, u) {
+		return ctx.Err()
+	}
+	err = r.reload(ctx, u)
+	u.countReload(err)
+	if err == nil || !hadPrev {
+		return err
+	}
+	u.log.Error().Err(err).Msg("reload failed; restoring the previous file")
+	if werr := r.restore(u, prev); werr != nil {
+		return fmt.Errorf("%w; restoring previous file: %v", err, werr)
+	}
+	if rerr := r.reload(ctx, u); rerr != nil {
+		return fmt.Errorf("%w; reload after restoring previous file: %v", err, rerr)
+	}
+	return fmt.Errorf("%w (previous file restored and reloaded)", err)
+}
+
+// commit stages out, checks it and swaps it in, unless it equals what is in
+// place (wrote false). prev and hadPrev are what was in place before.
+func (r *Runner) commit(ctx context.Context, u *unit, out []byte) (prev []byte, hadPrev, wrote bool, err error) {
 	if u.have && bytes.Equal(out, u.last) {
 		if len(u.changed) > 0 {
 			u.log.Info().Strs("changed", u.changed).Msg("data changed but the rendered output did not; no write, no reload")
@@ -600,7 +654,7 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 		u.mu.Lock()
 		u.stats.Unchanged++
 		u.mu.Unlock()
-		return nil
+		return nil, false, false, nil
 	}
 	writeErr := func(err error) error {
 		u.mu.Lock()
@@ -610,17 +664,17 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 	}
 	if u.cfg.CreateDestDirs {
 		if err := os.MkdirAll(filepath.Dir(u.cfg.Destination), 0o755); err != nil {
-			return writeErr(fmt.Errorf("create directories: %w", err))
+			return nil, false, false, writeErr(fmt.Errorf("create directories: %w", err))
 		}
 	}
 	staged, err := Stage(u.cfg.Destination, out, u.cfg.Perms)
 	if err != nil {
-		return writeErr(err)
+		return nil, false, false, writeErr(err)
 	}
 	if u.cfg.Owner {
 		if err := os.Chown(staged.Path(), u.cfg.UID, u.cfg.GID); err != nil {
 			staged.Abort()
-			return writeErr(fmt.Errorf("owner %d:%d: %w", u.cfg.UID, u.cfg.GID, err))
+			return nil, false, false, writeErr(fmt.Errorf("owner %d:%d: %w", u.cfg.UID, u.cfg.GID, err))
 		}
 	}
 	cmd, output, err := r.check(ctx, u, staged.Path())
@@ -635,63 +689,68 @@ func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
 		u.stats.CheckFailures++
 		u.mu.Unlock()
 		u.log.Error().Err(err).Str("command", cmd).Str("output", string(output)).Msg("check failed; destination and service left alone")
-		return err
+		return nil, false, false, err
 	}
 	if u.cfg.Backup {
 		if err := backup(u.cfg.Destination); err != nil {
 			staged.Abort()
-			return writeErr(err)
+			return nil, false, false, writeErr(err)
 		}
 	}
 	if err := staged.Commit(); err != nil {
-		return writeErr(err)
+		return nil, false, false, writeErr(err)
 	}
-	prev, hadPrev := u.last, u.have
+	prev, hadPrev = u.last, u.have
 	u.last, u.have = out, true
 	u.mu.Lock()
 	u.stats.Writes++
 	u.stats.LastWrite = time.Now()
 	u.mu.Unlock()
-	if hadPrev && u.cfg.Apply != nil && r.applyLive(ctx, u, prev, out) {
-		return nil
-	}
-	u.log.Info().Int("bytes", len(out)).Strs("changed", u.changed).Msg("file updated")
+	return prev, hadPrev, true, nil
+}
 
-	if d := splay(u.cfg.Splay); d > 0 && (u.cfg.Command != nil || u.cfg.Reload != nil) {
-		u.log.Debug().Dur("splay", d).Msg("delaying the reload")
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		}
+// splay waits the template's random reload delay, if it has one and
+// something to reload; false when ctx ended first.
+func (r *Runner) splay(ctx context.Context, u *unit) bool {
+	d := splay(u.cfg.Splay)
+	if d <= 0 || (u.cfg.Command == nil && u.cfg.Reload == nil) {
+		return true
 	}
-	err = r.reload(ctx, u)
-	if u.cfg.Command != nil || u.cfg.Reload != nil {
-		u.mu.Lock()
-		u.stats.Reloads++
-		u.stats.LastReload = newOutcome(err, nil)
-		if err != nil {
-			u.stats.ReloadFailures++
-		}
-		u.mu.Unlock()
+	u.log.Debug().Dur("splay", d).Msg("delaying the reload")
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
-	if err == nil || !hadPrev {
+}
+
+// countReload records the outcome of a write's reload in the stats.
+func (u *unit) countReload(err error) {
+	if u.cfg.Command == nil && u.cfg.Reload == nil {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.stats.Reloads++
+	u.stats.LastReload = newOutcome(err, nil)
+	if err != nil {
+		u.stats.ReloadFailures++
+	}
+}
+
+// restore puts prev back in place after a failed reload.
+func (r *Runner) restore(u *unit, prev []byte) error {
+	if err := WriteFile(u.cfg.Destination, prev, u.cfg.Perms); err != nil {
 		return err
-	}
-	u.log.Error().Err(err).Msg("reload failed; restoring the previous file")
-	if werr := WriteFile(u.cfg.Destination, prev, u.cfg.Perms); werr != nil {
-		return fmt.Errorf("%w; restoring previous file: %v", err, werr)
 	}
 	u.last = prev
 	u.mu.Lock()
 	u.stats.Rollbacks++
 	u.mu.Unlock()
-	if rerr := r.reload(ctx, u); rerr != nil {
-		return fmt.Errorf("%w; reload after restoring previous file: %v", err, rerr)
-	}
-	return fmt.Errorf("%w (previous file restored and reloaded)", err)
+	return nil
 }
 
 // applyLive offers a swapped-in change to the template's Apply hook and
@@ -746,15 +805,8 @@ func (r *Runner) reload(ctx context.Context, u *unit) error {
 		u.mu.Lock()
 		u.stats.Commands++
 		u.mu.Unlock()
-		cctx := ctx
-		if u.cfg.CommandTimeout > 0 {
-			var cancel context.CancelFunc
-			cctx, cancel = context.WithTimeout(ctx, u.cfg.CommandTimeout)
-			defer cancel()
-		}
-		output, err := u.cfg.Command(cctx)
-		if err != nil {
-			return fmt.Errorf("command %q for %s: %w: %s", u.cfg.CommandName, u.cfg.Destination, err, bytes.TrimSpace(output))
+		if output, err := runCommand(ctx, u.cfg); err != nil {
+			return commandError(u.cfg, output, err)
 		}
 		u.log.Info().Str("command", u.cfg.CommandName).Msg("command ran")
 	}
@@ -767,6 +819,21 @@ func (r *Runner) reload(ctx context.Context, u *unit) error {
 		}
 	}
 	return nil
+}
+
+// runCommand runs cfg's Command within its CommandTimeout.
+func runCommand(ctx context.Context, cfg Config) ([]byte, error) {
+	if cfg.CommandTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.CommandTimeout)
+		defer cancel()
+	}
+	return cfg.Command(ctx)
+}
+
+// commandError names a failed command, the file it ran for and its output.
+func commandError(cfg Config, output []byte, err error) error {
+	return fmt.Errorf("command %q for %s: %w: %s", cfg.CommandName, cfg.Destination, err, bytes.TrimSpace(output))
 }
 
 // backup copies dest (when it exists) to dest.bak atomically, with its mode,

@@ -1,0 +1,166 @@
+package render
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/autopilot/autopilot/internal/testenv"
+)
+
+// sharedCommand is a command that records, at each run, what the files it
+// reloads hold, and fails while any of them contains "bad".
+type sharedCommand struct {
+	files []string
+	mu    sync.Mutex
+	runs  []string // one line per run: the files' contents, joined
+}
+
+func (c *sharedCommand) run(ctx context.Context) ([]byte, error) {
+	var seen []string
+	for _, f := range c.files {
+		b, _ := os.ReadFile(f)
+		seen = append(seen, strings.TrimSpace(string(b)))
+	}
+	line := strings.Join(seen, " | ")
+	c.mu.Lock()
+	c.runs = append(c.runs, line)
+	c.mu.Unlock()
+	if strings.Contains(line, "bad") {
+		return []byte("config rejected"), errors.New("exit status 1")
+	}
+	return nil, nil
+}
+
+func (c *sharedCommand) Runs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.runs...)
+}
+
+// TestRunnerSharedCommandRunsOncePerChange: templates with the same command
+// render in one pass and run it once, after all their files are in place,
+// as consul-template runs each distinct command once per pass; a template
+// with another command runs its own. A failed shared command puts every
+// file it ran for back and runs once more.
+func TestRunnerSharedCommandRunsOncePerChange(t *testing.T) {
+	src := newMapSource()
+	q := svcQuery(t, "web")
+	src.set(q, instances("web", "127.0.0.1"))
+	dir := t.TempDir()
+	a, b, c := filepath.Join(dir, "a.conf"), filepath.Join(dir, "b.conf"), filepath.Join(dir, "c.conf")
+	shared := &sharedCommand{files: []string{a, b}}
+	other := &sharedCommand{files: []string{c}}
+	tmpl := writeTemp(t, "t.ctmpl", `{{ range service "web" }}{{ .Address }}{{ end }}`)
+	cfgs := []Config{
+		{Source: tmpl, Destination: a, Command: shared.run, CommandName: "reload proxy"},
+		{Source: tmpl, Destination: c, Command: other.run, CommandName: "reload other"},
+		{Source: tmpl, Destination: b, Command: shared.run, CommandName: "reload proxy"},
+	}
+	r, err := NewRunner(src, cfgs, RunnerOptions{Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.groups) != 1 || len(r.groups[0].units) != 2 || len(r.alone) != 1 {
+		t.Fatalf("%d groups, %d alone; want one group of two and one alone", len(r.groups), len(r.alone))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := r.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := shared.Runs(); len(got) != 1 || got[0] != "127.0.0.1 | 127.0.0.1" {
+		t.Fatalf("shared command runs after Once: %q; want one, with both files in place", got)
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { r.Run(runCtx); close(done) }()
+	// Run's first pass finds both files as Once left them.
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		s := r.Stats()
+		return s[0].Unchanged >= 1 && s[2].Unchanged >= 1, fmt.Sprintf("%+v", s)
+	})
+	src.set(q, instances("web", "127.0.0.2"))
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		got := shared.Runs()
+		return len(got) >= 2 && got[len(got)-1] == "127.0.0.2 | 127.0.0.2", fmt.Sprintf("%q", got)
+	})
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		got := other.Runs()
+		return len(got) == 2, fmt.Sprintf("%q", got)
+	})
+
+	// A render the command rejects: both files go back, the command runs
+	// again on the restored files.
+	src.set(q, instances("web", "bad"))
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		s := r.Stats()
+		return s[0].Rollbacks == 1 && s[2].Rollbacks == 1, fmt.Sprintf("%+v", s)
+	})
+	stop()
+	<-done
+	want := []string{"127.0.0.1 | 127.0.0.1", "127.0.0.2 | 127.0.0.2", "bad | bad", "127.0.0.2 | 127.0.0.2"}
+	if got := shared.Runs(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("shared command runs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if got, want := readFile(t, a)+readFile(t, b), "127.0.0.2127.0.0.2"; got != want {
+		t.Errorf("files after the rejected render: %q, want the previous ones", got)
+	}
+	for _, i := range []int{0, 2} {
+		if s := r.Stats()[i]; s.Writes != 3 || s.Reloads != 3 || s.ReloadFailures != 1 || s.Commands != 4 {
+			t.Errorf("%s stats: %d writes, %d reloads (%d failed), %d commands; want 3, 3 (1), 4", s.Destination, s.Writes, s.Reloads, s.ReloadFailures, s.Commands)
+		}
+	}
+}
+
+// TestGroupUnits: only templates whose command and reload timing agree,
+// without hooks, and only in write mode, render together.
+func TestGroupUnits(t *testing.T) {
+	cmd := func(context.Context) ([]byte, error) { return nil, nil }
+	hook := func(context.Context) error { return nil }
+	base := Config{Command: cmd, CommandName: "reload"}
+	with := func(f func(*Config)) Config { c := base; f(&c); return c }
+	tests := []struct {
+		name   string
+		cfgs   []Config
+		mode   Mode
+		groups []int // sizes
+	}{
+		{"same command", []Config{base, base, base}, ModeWrite, []int{3}},
+		{"dry run", []Config{base, base}, ModeDryRun, nil},
+		{"other command", []Config{base, with(func(c *Config) { c.CommandName = "other" })}, ModeWrite, nil},
+		{"other wait", []Config{base, with(func(c *Config) { c.Wait = Wait{Min: time.Second, Max: 2 * time.Second} })}, ModeWrite, nil},
+		{"other splay", []Config{base, with(func(c *Config) { c.Splay = time.Second })}, ModeWrite, nil},
+		{"other timeout", []Config{base, with(func(c *Config) { c.CommandTimeout = time.Second })}, ModeWrite, nil},
+		{"reload hook", []Config{base, with(func(c *Config) { c.Reload = hook })}, ModeWrite, nil},
+		{"no command", []Config{{}, {}}, ModeWrite, nil},
+		{"two pairs", []Config{base, with(func(c *Config) { c.CommandName = "x" }), base, with(func(c *Config) { c.CommandName = "x" })}, ModeWrite, []int{2, 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var units []*unit
+			for _, c := range tt.cfgs {
+				units = append(units, &unit{cfg: c})
+			}
+			alone, groups := groupUnits(units, tt.mode)
+			var sizes []int
+			n := len(alone)
+			for _, g := range groups {
+				sizes = append(sizes, len(g.units))
+				n += len(g.units)
+			}
+			if fmt.Sprint(sizes) != fmt.Sprint(tt.groups) || n != len(units) {
+				t.Errorf("groups %v (%d units in all), want %v", sizes, n, tt.groups)
+			}
+		})
+	}
+}

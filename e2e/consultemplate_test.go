@@ -503,3 +503,71 @@ func TestConsulTemplateReloadSignalAndTerm(t *testing.T) {
 		t.Fatalf("still running 10s after SIGTERM\n%s", stderr.String())
 	}
 }
+
+// TestConsulTemplateExecRestartsOncePerChange: with -exec and no reload
+// signal, consul-template restarts its child once per pass, however many
+// templates the change re-rendered. The real consul-template and the
+// symlink run side by side with two templates on one key; three changes
+// must give each child exactly four starts.
+func TestConsulTemplateExecRestartsOncePerChange(t *testing.T) {
+	realCT := realConsulTemplate(t)
+	ourCT := filepath.Join(ctBinDir(t), "consul-template")
+	agent := testenv.StartConsul(t)
+	kv := agent.Client(t).KV()
+	put := func(v string) {
+		t.Helper()
+		if _, err := kv.Put(&api.KVPair{Key: "e", Value: []byte(v)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("v0")
+	type run struct {
+		dir    string
+		cmd    *exec.Cmd
+		stderr *testenv.Buffer
+	}
+	start := func(bin string) *run {
+		dir := t.TempDir()
+		child := "echo start >> starts; trap 'exit 0' INT TERM; while :; do sleep 0.05; done"
+		r := &run{dir: dir, stderr: &testenv.Buffer{}}
+		r.cmd = exec.Command(bin, "-consul-addr", agent.HTTPAddr, "-template", "in.ctmpl:a.txt", "-template", "in.ctmpl:b.txt",
+			"-exec", "sh -c \""+child+"\"", "-exec-kill-timeout", "2s", "-log-level", "info")
+		r.cmd.Dir, r.cmd.Stderr = dir, r.stderr
+		r.cmd.Env = append(os.Environ(), "CONSUL_HTTP_ADDR=", "CONSUL_HTTP_TOKEN=")
+		if err := os.WriteFile(filepath.Join(dir, "in.ctmpl"), []byte(`{{ key "e" }}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.cmd.Process.Kill(); r.cmd.Wait() }) //nolint:errcheck
+		return r
+	}
+	read := func(r *run, name string) string { b, _ := os.ReadFile(filepath.Join(r.dir, name)); return string(b) }
+	starts := func(r *run) int { return strings.Count(read(r, "starts"), "start") }
+	runs := []*run{start(realCT), start(ourCT)}
+	for i := 0; i <= 3; i++ {
+		v := fmt.Sprintf("v%d", i)
+		if i > 0 {
+			put(v)
+		}
+		for _, r := range runs {
+			testenv.Eventually(t, 15*time.Second, func() (bool, string) {
+				return read(r, "a.txt") == v && read(r, "b.txt") == v && starts(r) >= i+1,
+					fmt.Sprintf("%s: starts %d, files %q %q\n%s", r.cmd.Path, starts(r), read(r, "a.txt"), read(r, "b.txt"), tail(r.stderr.String(), 5))
+			})
+		}
+	}
+	for _, r := range runs {
+		if err := r.cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		r.cmd.Wait() //nolint:errcheck // the child's exit code
+	}
+	if want, got := starts(runs[0]), starts(runs[1]); want != 4 || got != 4 {
+		t.Errorf("child starts over three changes: consul-template %d, autopilot %d; want 4 each", want, got)
+	}
+	if n := strings.Count(runs[1].stderr.String(), "child started"); n != 4 {
+		t.Errorf("autopilot started its child %d times, want 4:\n%s", n, runs[1].stderr.String())
+	}
+}

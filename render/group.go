@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,7 +17,8 @@ import (
 // command once: two templates reloading one nginx reload it once per
 // change, not twice. One goroutine serves the group; every change to any
 // member's data runs a pass over all of them. Templates whose command no
-// other shares, or that have Apply or Reload hooks, run on their own.
+// other shares, or that have an Apply hook or an unnamed Reload hook, run on
+// their own.
 type group struct {
 	units []*unit
 	// wake is every member's notify channel: a change to data that several
@@ -41,9 +43,9 @@ func (g *group) uses(q dep.Query, except *unit) bool {
 // groupKey is what members of one group have in common: the command and
 // everything that decides when and how long it runs.
 type groupKey struct {
-	command      string
-	wait         Wait
-	splay, limit time.Duration
+	command, reload string
+	wait            Wait
+	splay, limit    time.Duration
 }
 
 // groupUnits splits units into those that run alone and groups of two or
@@ -57,11 +59,12 @@ func groupUnits(units []*unit, mode Mode) (alone []*unit, groups []*group) {
 	var order []groupKey
 	for _, u := range units {
 		c := u.cfg
-		if c.Command == nil || c.CommandName == "" || c.Apply != nil || c.Reload != nil {
+		named := (c.Command != nil || c.Reload != nil) && (c.Command == nil || c.CommandName != "") && (c.Reload == nil || c.ReloadName != "")
+		if !named || c.Apply != nil {
 			alone = append(alone, u)
 			continue
 		}
-		k := groupKey{command: c.CommandName, wait: c.Wait, splay: c.Splay, limit: c.CommandTimeout}
+		k := groupKey{command: c.CommandName, reload: c.ReloadName, wait: c.Wait, splay: c.Splay, limit: c.CommandTimeout}
 		if byKey[k] == nil {
 			byKey[k] = &group{wake: make(chan struct{}, 1)}
 			order = append(order, k)
@@ -156,19 +159,12 @@ func (r *Runner) pass(ctx context.Context, units []*unit) []memberResult {
 		}
 		return out
 	}
-	run := func() ([]byte, error) {
-		for _, c := range changed {
-			c.u.mu.Lock()
-			c.u.stats.Commands++
-			c.u.mu.Unlock()
-		}
-		output, err := runCommand(ctx, lead.cfg)
-		if err == nil {
-			lead.log.Info().Str("command", lead.cfg.CommandName).Int("templates", len(changed)).Msg("command ran")
-		}
-		return output, err
+	units, dests := make([]*unit, len(changed)), make([]string, len(changed))
+	for i, c := range changed {
+		units[i], dests[i] = c.u, c.u.cfg.Destination
 	}
-	output, err := run()
+	run := func() error { return runReload(ctx, lead.cfg, strings.Join(dests, ", "), units) }
+	err := run()
 	for _, c := range changed {
 		c.u.countReload(err)
 	}
@@ -178,7 +174,7 @@ func (r *Runner) pass(ctx context.Context, units []*unit) []memberResult {
 	restored := false
 	for _, c := range changed {
 		out[c.i].applied = false
-		out[c.i].err = commandError(c.u.cfg, output, err)
+		out[c.i].err = err
 		if !c.hadPrev {
 			continue
 		}
@@ -192,7 +188,7 @@ func (r *Runner) pass(ctx context.Context, units []*unit) []memberResult {
 	if !restored {
 		return out
 	}
-	_, rerr := run()
+	rerr := run()
 	for _, c := range changed {
 		switch {
 		case !c.restored:

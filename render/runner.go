@@ -44,6 +44,10 @@ type Config struct {
 	CommandName string
 	// Reload, if set, runs after Command: the supervisor's reloadSignal.
 	Reload func(ctx context.Context) error
+	// ReloadName names Reload; templates of one Runner whose CommandName
+	// and ReloadName agree render together and reload once per change
+	// (group). Empty: Reload is this template's own.
+	ReloadName string
 	// Apply, if set, is offered every change once the candidate passed
 	// Check and replaced Destination, with the content that was in place
 	// (old) and the new one. applied=true means the running service now
@@ -801,39 +805,39 @@ func splay(max time.Duration) time.Duration {
 }
 
 func (r *Runner) reload(ctx context.Context, u *unit) error {
-	if u.cfg.Command != nil {
-		u.mu.Lock()
-		u.stats.Commands++
-		u.mu.Unlock()
-		if output, err := runCommand(ctx, u.cfg); err != nil {
-			return commandError(u.cfg, output, err)
+	return runReload(ctx, u.cfg, u.cfg.Destination, []*unit{u})
+}
+
+// runReload runs cfg's Command, then its Reload hook, after the files named
+// by dests changed; each step counts in the Commands of every unit of for.
+func runReload(ctx context.Context, cfg Config, dests string, forUnits []*unit) error {
+	count := func() {
+		for _, u := range forUnits {
+			u.mu.Lock()
+			u.stats.Commands++
+			u.mu.Unlock()
 		}
-		u.log.Info().Str("command", u.cfg.CommandName).Msg("command ran")
 	}
-	if u.cfg.Reload != nil {
-		u.mu.Lock()
-		u.stats.Commands++
-		u.mu.Unlock()
-		if err := u.cfg.Reload(ctx); err != nil {
-			return fmt.Errorf("reload for %s: %w", u.cfg.Destination, err)
+	if cfg.Command != nil {
+		count()
+		ctx := ctx
+		if cfg.CommandTimeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, cfg.CommandTimeout)
+			defer cancel()
+		}
+		if output, err := cfg.Command(ctx); err != nil {
+			return fmt.Errorf("command %q for %s: %w: %s", cfg.CommandName, dests, err, bytes.TrimSpace(output))
+		}
+		forUnits[0].log.Info().Str("command", cfg.CommandName).Int("templates", len(forUnits)).Msg("command ran")
+	}
+	if cfg.Reload != nil {
+		count()
+		if err := cfg.Reload(ctx); err != nil {
+			return fmt.Errorf("reload for %s: %w", dests, err)
 		}
 	}
 	return nil
-}
-
-// runCommand runs cfg's Command within its CommandTimeout.
-func runCommand(ctx context.Context, cfg Config) ([]byte, error) {
-	if cfg.CommandTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cfg.CommandTimeout)
-		defer cancel()
-	}
-	return cfg.Command(ctx)
-}
-
-// commandError names a failed command, the file it ran for and its output.
-func commandError(cfg Config, output []byte, err error) error {
-	return fmt.Errorf("command %q for %s: %w: %s", cfg.CommandName, cfg.Destination, err, bytes.TrimSpace(output))
 }
 
 // backup copies dest (when it exists) to dest.bak atomically, with its mode,

@@ -354,7 +354,7 @@ func (r *ctRun) build(ctx context.Context) (*render.Runner, *consul.Watcher, err
 			return nil, nil, err
 		}
 		if r.cfg.ExecEnabled() {
-			rc.Reload = r.child.templateChanged
+			rc.Reload, rc.ReloadName = r.child.templateChanged, "exec child" // once per change, however many templates changed
 		}
 		rcs = append(rcs, rc)
 	}

@@ -207,7 +207,7 @@ func (r *Runner) onceGroup(ctx context.Context, g *group) error {
 	stop := r.forward(ctx, g)
 	defer stop()
 	pending := append([]*unit(nil), g.units...)
-	last := map[*unit]*Result{}
+	last := map[*unit]memberResult{}
 	var errs []error
 	var backoff writeBackoff
 	retry := time.NewTimer(0)
@@ -219,7 +219,7 @@ func (r *Runner) onceGroup(ctx context.Context, g *group) error {
 		retryWrite := false
 		for i, u := range pending {
 			res := results[i]
-			last[u] = res.res
+			last[u] = res
 			switch {
 			case res.writeErr:
 				retryWrite = true
@@ -241,9 +241,12 @@ func (r *Runner) onceGroup(ctx context.Context, g *group) error {
 		select {
 		case <-ctx.Done():
 			for _, u := range pending {
-				if res := last[u]; res != nil {
-					errs = append(errs, r.missingError(u, res))
-				} else {
+				switch res := last[u]; {
+				case res.writeErr:
+					errs = append(errs, fmt.Errorf("%w (still failing when stopped: %w)", res.err, context.Cause(ctx)))
+				case res.res != nil:
+					errs = append(errs, r.missingError(u, res.res))
+				default:
 					errs = append(errs, context.Cause(ctx))
 				}
 			}

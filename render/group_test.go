@@ -164,3 +164,31 @@ func TestGroupUnits(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupOnceReportsMissingData: in Once, a member whose data never
+// arrives makes the group's Once fail with a MissingError naming it, while
+// the member whose data is there is written and its command run.
+func TestGroupOnceReportsMissingData(t *testing.T) {
+	src := newMapSource()
+	src.set(svcQuery(t, "web"), instances("web", "127.0.0.1"))
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.conf"), filepath.Join(dir, "b.conf")
+	cmd := &sharedCommand{files: []string{a, b}}
+	r, err := NewRunner(src, []Config{
+		{Source: writeTemp(t, "a.ctmpl", `{{ range service "web" }}{{ .Address }}{{ end }}`), Destination: a, Command: cmd.run, CommandName: "reload"},
+		{Source: writeTemp(t, "b.ctmpl", `{{ range service "db" }}{{ .Address }}{{ end }}`), Destination: b, Command: cmd.run, CommandName: "reload"},
+	}, RunnerOptions{Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err = r.Once(ctx)
+	var me *MissingError
+	if !errors.As(err, &me) || !strings.Contains(err.Error(), `"db`) {
+		t.Fatalf("Once: %v; want a MissingError naming db", err)
+	}
+	if got := cmd.Runs(); len(got) != 1 || got[0] != "127.0.0.1 | " {
+		t.Errorf("command runs %q; want one, for a.conf alone", got)
+	}
+}

@@ -143,6 +143,8 @@ func TestGroupUnits(t *testing.T) {
 		{"other timeout", []Config{base, with(func(c *Config) { c.CommandTimeout = time.Second })}, ModeWrite, nil},
 		{"reload hook", []Config{base, with(func(c *Config) { c.Reload = hook })}, ModeWrite, nil},
 		{"no command", []Config{{}, {}}, ModeWrite, nil},
+		{"named reload hook", []Config{{Reload: hook, ReloadName: "exec"}, {Reload: hook, ReloadName: "exec"}, {Reload: hook}}, ModeWrite, []int{2}},
+		{"apply hook", []Config{base, with(func(c *Config) { c.Apply = func(context.Context, []byte, []byte) (bool, error) { return false, nil } })}, ModeWrite, nil},
 		{"two pairs", []Config{base, with(func(c *Config) { c.CommandName = "x" }), base, with(func(c *Config) { c.CommandName = "x" })}, ModeWrite, []int{2, 2}},
 	}
 	for _, tt := range tests {

@@ -84,12 +84,8 @@ func benchRunner(b *testing.B, src benchSource) (*Runner, *unit) {
 
 // benchPass is one runner pass over u: execute, then write if the output changed.
 func benchPass(b *testing.B, r *Runner, u *unit) {
-	res, err := r.execute(b.Context(), u)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := r.apply(b.Context(), u, res.Output); err != nil {
-		b.Fatal(err)
+	if res := r.pass(b.Context(), []*unit{u})[0]; res.err != nil || !res.applied {
+		b.Fatalf("pass: %v (applied %v)", res.err, res.applied)
 	}
 }
 

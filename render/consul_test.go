@@ -192,8 +192,8 @@ func TestSharedCommandFromConsul(t *testing.T) {
 	r := liveRunner(t, agent.HTTPAddr,
 		Config{Source: writeTemp(t, "a.ctmpl", `{{ len (service "web") }}`), Destination: a, Command: cmd.run, CommandName: "reload"},
 		Config{Source: writeTemp(t, "b.ctmpl", `{{ len (service "web") }} x={{ key "app/x" }}`), Destination: b, Command: cmd.run, CommandName: "reload"})
-	if len(r.groups) != 1 {
-		t.Fatalf("%d groups, want 1", len(r.groups))
+	if sizes := groupSizes(r.groups); sizes != "[2]" {
+		t.Fatalf("group sizes %s, want one group of both", sizes)
 	}
 	waitRuns := func(n int, last string) {
 		t.Helper()

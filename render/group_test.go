@@ -69,8 +69,8 @@ func TestRunnerSharedCommandRunsOncePerChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.groups) != 1 || len(r.groups[0].units) != 2 || len(r.alone) != 1 {
-		t.Fatalf("%d groups, %d alone; want one group of two and one alone", len(r.groups), len(r.alone))
+	if sizes := groupSizes(r.groups); sizes != "[2 1]" {
+		t.Fatalf("group sizes %s; want one group of two (a, b) and c alone", sizes)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -133,35 +133,34 @@ func TestGroupUnits(t *testing.T) {
 		name   string
 		cfgs   []Config
 		mode   Mode
-		groups []int // sizes
+		groups string // sizes, in configuration order
 	}{
-		{"same command", []Config{base, base, base}, ModeWrite, []int{3}},
-		{"dry run", []Config{base, base}, ModeDryRun, nil},
-		{"other command", []Config{base, with(func(c *Config) { c.CommandName = "other" })}, ModeWrite, nil},
-		{"other wait", []Config{base, with(func(c *Config) { c.Wait = Wait{Min: time.Second, Max: 2 * time.Second} })}, ModeWrite, nil},
-		{"other splay", []Config{base, with(func(c *Config) { c.Splay = time.Second })}, ModeWrite, nil},
-		{"other timeout", []Config{base, with(func(c *Config) { c.CommandTimeout = time.Second })}, ModeWrite, nil},
-		{"reload hook", []Config{base, with(func(c *Config) { c.Reload = hook })}, ModeWrite, nil},
-		{"no command", []Config{{}, {}}, ModeWrite, nil},
-		{"named reload hook", []Config{{Reload: hook, ReloadName: "exec"}, {Reload: hook, ReloadName: "exec"}, {Reload: hook}}, ModeWrite, []int{2}},
-		{"apply hook", []Config{base, with(func(c *Config) { c.Apply = func(context.Context, []byte, []byte) (bool, error) { return false, nil } })}, ModeWrite, nil},
-		{"two pairs", []Config{base, with(func(c *Config) { c.CommandName = "x" }), base, with(func(c *Config) { c.CommandName = "x" })}, ModeWrite, []int{2, 2}},
+		{"same command", []Config{base, base, base}, ModeWrite, "[3]"},
+		{"dry run", []Config{base, base}, ModeDryRun, "[1 1]"},
+		{"other command", []Config{base, with(func(c *Config) { c.CommandName = "other" })}, ModeWrite, "[1 1]"},
+		{"other wait", []Config{base, with(func(c *Config) { c.Wait = Wait{Min: time.Second, Max: 2 * time.Second} })}, ModeWrite, "[1 1]"},
+		{"other splay", []Config{base, with(func(c *Config) { c.Splay = time.Second })}, ModeWrite, "[1 1]"},
+		{"other timeout", []Config{base, with(func(c *Config) { c.CommandTimeout = time.Second })}, ModeWrite, "[1 1]"},
+		{"reload hook", []Config{base, with(func(c *Config) { c.Reload = hook })}, ModeWrite, "[1 1]"},
+		{"no command", []Config{{}, {}}, ModeWrite, "[1 1]"},
+		{"named reload hook", []Config{{Reload: hook, ReloadName: "exec"}, {Reload: hook, ReloadName: "exec"}, {Reload: hook}}, ModeWrite, "[2 1]"},
+		{"apply hook", []Config{base, with(func(c *Config) { c.Apply = func(context.Context, []byte, []byte) (bool, error) { return false, nil } })}, ModeWrite, "[1 1]"},
+		{"two pairs", []Config{base, with(func(c *Config) { c.CommandName = "x" }), base, with(func(c *Config) { c.CommandName = "x" })}, ModeWrite, "[2 2]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var units []*unit
 			for _, c := range tt.cfgs {
-				units = append(units, &unit{cfg: c})
+				units = append(units, &unit{cfg: c, notify: make(chan struct{}, 1)})
 			}
-			alone, groups := groupUnits(units, tt.mode)
-			var sizes []int
-			n := len(alone)
-			for _, g := range groups {
-				sizes = append(sizes, len(g.units))
-				n += len(g.units)
+			groups := groupUnits(units, tt.mode)
+			if got := groupSizes(groups); got != tt.groups {
+				t.Errorf("group sizes %s, want %s", got, tt.groups)
 			}
-			if fmt.Sprint(sizes) != fmt.Sprint(tt.groups) || n != len(units) {
-				t.Errorf("groups %v (%d units in all), want %v", sizes, n, tt.groups)
+			for _, u := range units {
+				if u.notify != u.group.wake {
+					t.Errorf("%+v: its notify channel is not its group's", u.cfg)
+				}
 			}
 		})
 	}
@@ -193,4 +192,13 @@ func TestGroupOnceReportsMissingData(t *testing.T) {
 	if got := cmd.Runs(); len(got) != 1 || got[0] != "127.0.0.1 | " {
 		t.Errorf("command runs %q; want one, for a.conf alone", got)
 	}
+}
+
+// groupSizes lists how many templates each group has.
+func groupSizes(groups []*group) string {
+	sizes := make([]int, len(groups))
+	for i, g := range groups {
+		sizes[i] = len(g.units)
+	}
+	return fmt.Sprint(sizes)
 }

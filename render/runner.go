@@ -150,8 +150,7 @@ type Runner struct {
 	src    dep.Source
 	opts   RunnerOptions
 	units  []*unit    // every template, in configuration order
-	alone  []*unit    // those that render on their own
-	groups []*group   // those that share a command and render together
+	groups []*group   // the templates that render together: most alone
 	outMu  sync.Mutex // serialises dry-run/diff printing
 }
 
@@ -214,14 +213,14 @@ func newOutcome(err error, output []byte) *Outcome {
 	return o
 }
 
-// unit is one template's state; only its own goroutine touches it after
-// NewRunner, except stats (guarded by mu).
+// unit is one template's state; only its group's goroutine touches it
+// after NewRunner, except stats (guarded by mu) and tmpl (tmplMu).
 type unit struct {
 	cfg    Config
 	log    zerolog.Logger
-	notify chan struct{} // its group's wake when it has one
+	notify chan struct{} // its group's wake
 	reload chan struct{} // template source edited
-	group  *group        // nil: it renders alone
+	group  *group
 
 	tmplMu sync.Mutex
 	tmpl   *Template
@@ -265,7 +264,7 @@ func NewRunner(src dep.Source, cfgs []Config, opts RunnerOptions) (*Runner, erro
 		}
 		r.units = append(r.units, u)
 	}
-	r.alone, r.groups = groupUnits(r.units, opts.Mode)
+	r.groups = groupUnits(r.units, opts.Mode)
 	return r, nil
 }
 
@@ -311,55 +310,70 @@ func (e *MissingError) Unwrap() error { return ErrIncomplete }
 // ctx ends first (a *MissingError per template still waiting, joined) or a
 // template fails to execute or check.
 func (r *Runner) Once(ctx context.Context) error {
-	errs := make([]error, len(r.alone)+len(r.groups))
+	errs := make([]error, len(r.groups))
 	var wg sync.WaitGroup
-	for i, u := range r.alone {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = r.once(ctx, u)
-		}()
-	}
 	for i, g := range r.groups {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[len(r.alone)+i] = r.onceGroup(ctx, g)
+			errs[i] = r.once(ctx, g)
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-func (r *Runner) once(ctx context.Context, u *unit) error {
+// once is Once for one group: passes over the members not yet in place
+// until all are, or each that is not failed for good.
+func (r *Runner) once(ctx context.Context, g *group) error {
+	pending := append([]*unit(nil), g.units...)
+	last := map[*unit]memberResult{}
+	var errs []error
 	var backoff writeBackoff
 	retry := time.NewTimer(0)
 	retry.Stop()
 	defer retry.Stop()
 	for {
-		res, err := r.execute(ctx, u)
-		if err != nil {
-			return err
-		}
-		var writeErr error
-		if res.Complete() {
-			err := r.apply(ctx, u, res.Output)
-			var we *WriteError
-			if !errors.As(err, &we) {
-				return err
+		results := r.pass(ctx, pending)
+		var next, failedWrites []*unit
+		for i, u := range pending {
+			res := results[i]
+			last[u] = res
+			switch {
+			case res.writeErr:
+				failedWrites = append(failedWrites, u)
+				next = append(next, u)
+			case res.err != nil:
+				errs = append(errs, res.err)
+			case !res.applied:
+				next = append(next, u) // data incomplete
 			}
-			writeErr = err
+		}
+		pending = next
+		if len(pending) == 0 {
+			return errors.Join(errs...)
+		}
+		if len(failedWrites) > 0 {
 			d := backoff.next()
-			u.log.Warn().Err(err).Dur("retry_in", d).Msg("write failed; the previous file stays, retrying")
+			for _, u := range failedWrites {
+				u.log.Warn().Err(last[u].err).Dur("retry_in", d).Msg("write failed; the previous file stays, retrying")
+			}
 			retry.Reset(d)
 		}
 		select {
 		case <-ctx.Done():
-			if writeErr != nil {
-				return fmt.Errorf("%w (still failing when stopped: %w)", writeErr, context.Cause(ctx))
+			for _, u := range pending {
+				switch res := last[u]; {
+				case res.writeErr:
+					errs = append(errs, fmt.Errorf("%w (still failing when stopped: %w)", res.err, context.Cause(ctx)))
+				case res.res != nil:
+					errs = append(errs, r.missingError(u, res.res))
+				default:
+					errs = append(errs, context.Cause(ctx))
+				}
 			}
-			return r.missingError(u, res)
-		case <-u.notify:
+			return errors.Join(errs...)
+		case <-g.wake:
 		case <-retry.C:
 		}
 		retry.Stop()
@@ -387,53 +401,56 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		defer stop()
 	}
-	for _, u := range r.alone {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.run(ctx, u)
-		}()
-	}
 	for _, g := range r.groups {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.runGroup(ctx, g)
+			r.run(ctx, g)
 		}()
 	}
 	wg.Wait()
 	return nil
 }
 
-func (r *Runner) run(ctx context.Context, u *unit) {
-	defer r.unsubscribeAll(u)
+// run is Run for one group: a pass over every member on each change,
+// errors logged, the last good files kept.
+func (r *Runner) run(ctx context.Context, g *group) {
+	if r.opts.WatchTemplates {
+		stop := r.forwardEdits(ctx, g)
+		defer stop()
+	}
+	defer func() {
+		for _, u := range g.units {
+			r.unsubscribeAll(u)
+		}
+	}()
 	var backoff writeBackoff
 	for {
-		res, err := r.execute(ctx, u)
 		retry := time.Duration(0)
-		switch {
-		case ctx.Err() != nil:
+		results := r.pass(ctx, g.units)
+		if ctx.Err() != nil {
 			return
-		case err != nil:
-			u.log.Error().Err(err).Msg("template failed to execute; keeping the last good file")
-		case !res.Complete():
-			u.log.Info().Strs("waiting_for", missingStrings(res.Missing)).Msg("not rendering: data incomplete; keeping the last good file")
-		default:
-			err := r.apply(ctx, u, res.Output)
-			var we *WriteError
+		}
+		for i, u := range g.units {
+			res := results[i]
 			switch {
-			case err == nil || ctx.Err() != nil:
-			case errors.As(err, &we):
-				retry = backoff.next()
-				u.log.Warn().Err(err).Dur("retry_in", retry).Msg("write failed; the previous file stays, retrying")
-			default:
-				u.log.Error().Err(err).Msg("render not applied")
+			case res.writeErr:
+				if retry == 0 {
+					retry = backoff.next()
+				}
+				u.log.Warn().Err(res.err).Dur("retry_in", retry).Msg("write failed; the previous file stays, retrying")
+			case res.executing:
+				u.log.Error().Err(res.err).Msg("template failed to execute; keeping the last good file")
+			case res.err != nil:
+				u.log.Error().Err(res.err).Msg("render not applied")
+			case res.res != nil && !res.res.Complete():
+				u.log.Info().Strs("waiting_for", missingStrings(res.res.Missing)).Msg("not rendering: data incomplete; keeping the last good file")
 			}
 		}
 		if retry == 0 {
 			backoff.reset()
 		}
-		if !r.waitForChange(ctx, u, retry) {
+		if !waitFor(ctx, g.wake, g.units[0].cfg.Wait, retry) {
 			return
 		}
 	}
@@ -461,17 +478,11 @@ func (b *writeBackoff) next() time.Duration {
 
 func (b *writeBackoff) reset() { b.n = 0 }
 
-// waitForChange blocks until a dependency or the template changed, then
-// lets the change settle for the Wait window; or, when retry is non-zero,
-// until retry has passed (a failed write is retried without waiting for a
-// change). It reports false when ctx ends.
-func (r *Runner) waitForChange(ctx context.Context, u *unit, retry time.Duration) bool {
-	return waitFor(ctx, u.notify, u.reload, func() { r.reparse(u) }, u.cfg.Wait, retry)
-}
-
-// waitFor is waitForChange over channels: notify (data changed) and reload
-// (the template file changed, handled by reparse; nil: none), settling for w.
-func waitFor(ctx context.Context, notify, reload <-chan struct{}, reparse func(), w Wait, retry time.Duration) bool {
+// waitFor blocks until notify (a dependency, or with -watch-templates the
+// template, changed), then lets the change settle for the Wait window; or,
+// when retry is non-zero, until retry has passed (a failed write is retried
+// without waiting for a change). It reports false when ctx ends.
+func waitFor(ctx context.Context, notify <-chan struct{}, w Wait, retry time.Duration) bool {
 	var retryC <-chan time.Time
 	if retry > 0 {
 		t := time.NewTimer(retry)
@@ -484,8 +495,6 @@ func waitFor(ctx context.Context, notify, reload <-chan struct{}, reparse func()
 	case <-retryC:
 		return true
 	case <-notify:
-	case <-reload:
-		reparse()
 	}
 	if w.Min <= 0 {
 		return true
@@ -502,8 +511,6 @@ func waitFor(ctx context.Context, notify, reload <-chan struct{}, reparse func()
 			return true
 		case <-quiet.C:
 			return true
-		case <-reload:
-			reparse()
 		case <-notify:
 		}
 		if !quiet.Stop() {
@@ -597,55 +604,121 @@ func missingStrings(ms []Missing) []string {
 	return out
 }
 
-// apply handles one complete render according to the mode.
-func (r *Runner) apply(ctx context.Context, u *unit, out []byte) error {
-	switch r.opts.Mode {
-	case ModeDryRun:
-		r.outMu.Lock()
-		defer r.outMu.Unlock()
-		if len(r.units) > 1 || r.opts.DryRunHeaders {
-			fmt.Fprintf(r.opts.Out, "> %s\n", u.cfg.Destination)
-		}
-		_, err := r.opts.Out.Write(out)
-		return err
-	case ModeDiff:
-		r.outMu.Lock()
-		defer r.outMu.Unlock()
+// show prints a complete render in the dry-run and diff modes.
+func (r *Runner) show(u *unit, out []byte) error {
+	r.outMu.Lock()
+	defer r.outMu.Unlock()
+	if r.opts.Mode == ModeDiff {
 		cur, _ := os.ReadFile(u.cfg.Destination)
 		_, err := io.WriteString(r.opts.Out, UnifiedDiff(u.cfg.Destination, u.cfg.Destination+" (rendered)", cur, out))
 		return err
 	}
-	return r.swap(ctx, u, out)
+	if len(r.units) > 1 || r.opts.DryRunHeaders {
+		fmt.Fprintf(r.opts.Out, "> %s\n", u.cfg.Destination)
+	}
+	_, err := r.opts.Out.Write(out)
+	return err
 }
 
-// swap is the write path: unchanged -> nothing; else stage, check, swap,
-// reload; a failed reload puts the previous file back and reloads again.
-func (r *Runner) swap(ctx context.Context, u *unit, out []byte) error {
-	prev, hadPrev, wrote, err := r.commit(ctx, u, out)
-	if err != nil || !wrote {
-		return err
-	}
-	if hadPrev && u.cfg.Apply != nil && r.applyLive(ctx, u, prev, out) {
-		return nil
-	}
-	u.log.Info().Int("bytes", len(out)).Strs("changed", u.changed).Msg("file updated")
+// memberResult is what one pass did with one template.
+type memberResult struct {
+	res       *Result // the execution's result (nil: it failed early)
+	err       error   // execution, check, write or reload error
+	executing bool    // err came from executing the template
+	writeErr  bool    // err is a WriteError: retry
+	applied   bool    // complete, and in place (written or unchanged) or shown
+}
 
-	if !r.splay(ctx, u) {
-		return ctx.Err()
+// pass executes each of units (one group's) and handles every complete
+// render per the mode. In ModeWrite each changed file is staged, checked
+// and swapped in (or applied live through Apply), then the group's command
+// and reload run once for all that changed; if they fail, every file they
+// ran for goes back to its previous content and they run once more.
+func (r *Runner) pass(ctx context.Context, units []*unit) []memberResult {
+	out := make([]memberResult, len(units))
+	type swapped struct {
+		u        *unit
+		i        int
+		prev     []byte
+		hadPrev  bool
+		restored bool
 	}
-	err = r.reload(ctx, u)
-	u.countReload(err)
-	if err == nil || !hadPrev {
-		return err
+	var changed []*swapped
+	for i, u := range units {
+		if ctx.Err() != nil {
+			return out
+		}
+		res, err := r.execute(ctx, u)
+		out[i].res = res
+		switch {
+		case err != nil:
+			out[i].err, out[i].executing = err, true
+			continue
+		case !res.Complete():
+			continue
+		case r.opts.Mode != ModeWrite:
+			out[i].err = r.show(u, res.Output)
+			out[i].applied = out[i].err == nil
+			continue
+		}
+		prev, hadPrev, wrote, err := r.commit(ctx, u, res.Output)
+		var we *WriteError
+		out[i].err, out[i].writeErr, out[i].applied = err, errors.As(err, &we), err == nil
+		if !wrote || hadPrev && u.cfg.Apply != nil && r.applyLive(ctx, u, prev, res.Output) {
+			continue
+		}
+		u.log.Info().Int("bytes", len(res.Output)).Strs("changed", u.changed).Msg("file updated")
+		changed = append(changed, &swapped{u: u, i: i, prev: prev, hadPrev: hadPrev})
 	}
-	u.log.Error().Err(err).Msg("reload failed; restoring the previous file")
-	if werr := r.restore(u, prev); werr != nil {
-		return fmt.Errorf("%w; restoring previous file: %v", err, werr)
+	if len(changed) == 0 {
+		return out
 	}
-	if rerr := r.reload(ctx, u); rerr != nil {
-		return fmt.Errorf("%w; reload after restoring previous file: %v", err, rerr)
+	lead := changed[0].u
+	if !r.splay(ctx, lead) {
+		for _, c := range changed {
+			out[c.i].err, out[c.i].applied = ctx.Err(), false
+		}
+		return out
 	}
-	return fmt.Errorf("%w (previous file restored and reloaded)", err)
+	reloaded, dests := make([]*unit, len(changed)), make([]string, len(changed))
+	for i, c := range changed {
+		reloaded[i], dests[i] = c.u, c.u.cfg.Destination
+	}
+	reload := func() error { return runReload(ctx, lead.cfg, strings.Join(dests, ", "), reloaded) }
+	err := reload()
+	for _, c := range changed {
+		c.u.countReload(err)
+	}
+	if err == nil {
+		return out
+	}
+	restored := false
+	for _, c := range changed {
+		out[c.i].err, out[c.i].applied = err, false
+		if !c.hadPrev {
+			continue
+		}
+		c.u.log.Error().Err(err).Msg("reload failed; restoring the previous file")
+		if werr := r.restore(c.u, c.prev); werr != nil {
+			out[c.i].err = fmt.Errorf("%w; restoring previous file: %v", err, werr)
+			continue
+		}
+		c.restored, restored = true, true
+	}
+	if !restored {
+		return out
+	}
+	rerr := reload()
+	for _, c := range changed {
+		switch {
+		case !c.restored:
+		case rerr != nil:
+			out[c.i].err = fmt.Errorf("%w; reload after restoring previous file: %v", err, rerr)
+		default:
+			out[c.i].err = fmt.Errorf("%w (previous file restored and reloaded)", err)
+		}
+	}
+	return out
 }
 
 // commit stages out, checks it and swaps it in, unless it equals what is in
@@ -802,10 +875,6 @@ func splay(max time.Duration) time.Duration {
 		return 0
 	}
 	return rand.N(max)
-}
-
-func (r *Runner) reload(ctx context.Context, u *unit) error {
-	return runReload(ctx, u.cfg, u.cfg.Destination, []*unit{u})
 }
 
 // runReload runs cfg's Command, then its Reload hook, after the files named

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"os/signal"
 	"os/user"
@@ -333,9 +332,6 @@ func (r *ctRun) signals() (kill, reload syscall.Signal) {
 // Consul stays unreachable ends with exit 14 as consul-template's does.
 func watchOptions(cfg *ctconfig.Config) consul.WatchOptions {
 	maxFailures, backoff, maxBackoff := cfg.Consul.Retry.Policy()
-	if maxBackoff == 0 {
-		maxBackoff = math.MaxInt64 // consul-template: no upper limit
-	}
 	return consul.WatchOptions{
 		Stale:       cfg.MaxStale == nil || *cfg.MaxStale > 0,
 		MaxFailures: maxFailures,

@@ -11,6 +11,7 @@ package ctconfig
 import (
 	"fmt"
 	"io/fs"
+	"math"
 	"syscall"
 	"time"
 )
@@ -72,7 +73,8 @@ const (
 
 // Policy is the retry settings with the defaults applied: give up after
 // maxFailures failed requests in a row (0: never), backing off from
-// backoff doubling up to maxBackoff (0: no limit).
+// backoff doubling up to maxBackoff (max_backoff = 0, no limit, is the
+// largest Duration).
 func (r Retry) Policy() (maxFailures int, backoff, maxBackoff time.Duration) {
 	maxFailures, backoff, maxBackoff = defaultRetryAttempts+1, defaultRetryBackoff, defaultRetryMaxBackoff
 	if r.Attempts != nil {
@@ -89,6 +91,9 @@ func (r Retry) Policy() (maxFailures int, backoff, maxBackoff time.Duration) {
 	}
 	if r.MaxBackoff != nil {
 		maxBackoff = *r.MaxBackoff
+		if maxBackoff == 0 {
+			maxBackoff = math.MaxInt64
+		}
 	}
 	return maxFailures, backoff, maxBackoff
 }

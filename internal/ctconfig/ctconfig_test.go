@@ -2,6 +2,7 @@ package ctconfig
 
 import (
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -324,7 +325,7 @@ func TestRetryPolicy(t *testing.T) {
 		{"negative is no limit", Retry{Attempts: i(-1)}, 0, 250 * time.Millisecond, time.Minute},
 		{"disabled", Retry{Enabled: b(false), Attempts: i(5)}, 1, 250 * time.Millisecond, time.Minute},
 		{"enabled", Retry{Enabled: b(true)}, 13, 250 * time.Millisecond, time.Minute},
-		{"backoffs", Retry{Backoff: d(time.Second), MaxBackoff: d(0)}, 13, time.Second, 0},
+		{"backoffs", Retry{Backoff: d(time.Second), MaxBackoff: d(0)}, 13, time.Second, math.MaxInt64},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -231,6 +231,9 @@ func TestConsulTemplateSideBySide(t *testing.T) {
 		t.Fatal(err)
 	}
 	ourCT := filepath.Join(ctBinDir(t), "consul-template")
+	for k, v := range map[string]string{"AP_ENV_FOO": "bar", "AP_ENV_FOO2": "x", "AP_ENV_BAR": "1"} {
+		t.Setenv(k, v)
+	}
 
 	const tmplText = `{{ range service "web" }}server {{ .Address }}:{{ .Port }} {{ .ServiceMeta.zone }}{{ .ServiceMeta.absent }}
 {{ end }}port={{ key "app/port" }}
@@ -315,6 +318,62 @@ template {
 }
 `,
 		"badretry.hcl": "consul {\n  retry {\n    attempts = \"2\"\n  }\n}\ntemplate {\n  source = \"web.ctmpl\"\n  destination = \"out/x\"\n}\n",
+		// "C" + "ONSUL_..." and [C]ONSUL below: setup replaces the word with the agent's address.
+		"childenv.ctmpl": `{{ $p := "C" }}A={{ env (print $p "ONSUL_HTTP_ADDR") }} S={{ env (print $p "ONSUL_HTTP_SSL") }} V={{ env (print $p "ONSUL_HTTP_SSL_VERIFY") }} T={{ envOrDefault (print $p "ONSUL_HTTP_TOKEN") "none" }}`,
+		// Each command and the child write what they got of the
+		// environment (AP_ENV_* are set by the test; PWD differs by run).
+		"envs.hcl": `
+consul { address = "CONSUL" }
+template {
+  contents    = "1"
+  destination = "out/t1.txt"
+  command     = "loses to exec.command"
+  exec {
+    command = "env | grep -v ^PWD= | sort > out/t1.env"
+    env {
+      allowlist = ["AP_ENV_FO*", "PATH"]
+      denylist  = "AP_ENV_FOO2"
+      custom    = ["AP_ENV_EXTRA=1", "AP_ENV_FOO=custom"]
+    }
+  }
+}
+template {
+  contents    = "2"
+  destination = "out/t2.txt"
+  command     = "env | grep -v ^PWD= | sort > out/t2.env"
+  exec {
+    env {
+      pristine = true
+      custom   = ["A=b"]
+    }
+  }
+}
+template {
+  contents    = "3"
+  destination = "out/t3.txt"
+  command     = "env | grep ^AP_ENV_ | sort > out/t3.env"
+}
+exec {
+  command = ["sh", "-c", "env | grep -e ^AP_ENV_ -e ^[C]ONSUL_ -e ^HOME= | sort > out/child.env"]
+  env {
+    blacklist = ["HOME"]
+    whitelist = ["*"]
+  }
+}
+`,
+		"timeout.hcl": `
+consul { address = "CONSUL" }
+template {
+  contents        = "x"
+  destination     = "out/timeout.txt"
+  command         = "echo never"
+  command_timeout = "30s"
+  exec {
+    command = "sleep 5; touch out/late"
+    timeout = "200ms"
+  }
+}
+`,
 		"strict.hcl": `
 consul { address = "CONSUL" }
 template {
@@ -355,6 +414,16 @@ template {
 		{"unknown key", []string{"-once", "-config", "unknownkey.hcl"}},
 		{"missing config file", []string{"-once", "-config", "nosuch.hcl"}},
 		{"strict missing key", []string{"-once", "-config", "strict.hcl"}},
+		// What commands, the child and the env function get: consul-template's
+		// CONSUL_HTTP_* settings over ours (runIn empties CONSUL_HTTP_ADDR),
+		// and each exec's env block.
+		{"child environment", []string{"-once", "-consul-addr", "CONSUL", "-consul-token", "anonymous", "-template",
+			"childenv.ctmpl:out/childenv.txt:env | grep -e ^[C]ONSUL_ -e ^VAULT_ | sort > out/cmd.env"}},
+		{"exec env blocks and flags", []string{"-once", "-config", "envs.hcl", "-exec-env-custom", "AP_ENV_Z=1", "-exec-env-denylist", "AP_ENV_BAR"}},
+		{"pristine exec child", []string{"-once", "-consul-addr", "CONSUL", "-template", "exec.ctmpl:out/e.txt", "-exec-env-pristine",
+			"-exec-env-custom", "PATH=/usr/bin:/bin", "-exec", "sh -c 'env | grep -v ^PWD= | sort > out/child.env'"}},
+		{"template exec timeout", []string{"-once", "-config", "timeout.hcl"}},
+		{"exec settings without a command", []string{"-once", "-consul-addr", "CONSUL", "-template", "exec.ctmpl:out/e.txt", "-exec-kill-timeout", "2s", "-exec-env-pristine"}},
 		// Consul unreachable (DEAD is a closed loopback port): both give
 		// up once the retries are spent, with or without -once, and write
 		// nothing.

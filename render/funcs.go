@@ -359,18 +359,50 @@ func containsSome(name string, retTrue, invert bool) func(needles, list any) (bo
 }
 
 func mustEnv(name string) (string, error) {
-	if v := os.Getenv(name); v != "" {
-		return v, nil
+	return mustEnvIn(os.LookupEnv)(name)
+}
+
+func mustEnvIn(lookup func(string) (string, bool)) func(string) (string, error) {
+	return func(name string) (string, error) {
+		if v, _ := lookup(name); v != "" {
+			return v, nil
+		}
+		return "", fmt.Errorf("required environment variable %s is empty", name)
 	}
-	return "", fmt.Errorf("required environment variable %s is empty", name)
 }
 
 // envOrDefault returns the variable if it is set, even to "".
 func envOrDefault(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return v
+	return envOrDefaultIn(os.LookupEnv)(name, def)
+}
+
+func envOrDefaultIn(lookup func(string) (string, bool)) func(string, string) string {
+	return func(name, def string) string {
+		if v, ok := lookup(name); ok {
+			return v
+		}
+		return def
 	}
-	return def
+}
+
+// envFuncs are env, mustEnv and envOrDefault looking name up in env
+// (NAME=VALUE entries, the first of a name wins) before the process
+// environment, as consul-template's take the environment it gives its
+// children.
+func envFuncs(env []string) template.FuncMap {
+	lookup := func(name string) (string, bool) {
+		for _, kv := range env {
+			if k, v, _ := strings.Cut(kv, "="); k == name {
+				return v, true
+			}
+		}
+		return os.LookupEnv(name)
+	}
+	return template.FuncMap{
+		"env":          func(name string) string { v, _ := lookup(name); return v },
+		"mustEnv":      mustEnvIn(lookup),
+		"envOrDefault": envOrDefaultIn(lookup),
+	}
 }
 
 // file returns a file's contents; "" for an empty path, as consul-template.

@@ -51,6 +51,10 @@ type Options struct {
 	// LeftDelim and RightDelim replace "{{" and "}}" (consul-template's
 	// left_delimiter/right_delimiter); empty keeps the default.
 	LeftDelim, RightDelim string
+	// Env holds NAME=VALUE entries that env, mustEnv and envOrDefault look
+	// up before the process environment: consul-template gives its
+	// templates its CONSUL_HTTP_* settings this way.
+	Env []string
 }
 
 // allHelpers is Sprig plus consul-template's helpers, shared by every
@@ -75,6 +79,13 @@ func Parse(name, text string, opts Options) (*Template, error) {
 	}
 	for k, v := range t.consulFuncs() {
 		funcs[k] = v
+	}
+	if len(opts.Env) > 0 {
+		for k, v := range envFuncs(opts.Env) {
+			if _, used := funcs[k]; used {
+				funcs[k] = v
+			}
+		}
 	}
 	tm := template.New(name).Delims(opts.LeftDelim, opts.RightDelim).Funcs(funcs)
 	if opts.Strict {

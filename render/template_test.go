@@ -124,3 +124,33 @@ func TestStrictMissingKey(t *testing.T) {
 		}
 	}
 }
+
+// TestOptionsEnv: the env functions see Options.Env first, then the
+// process environment (consul-template's CONSUL_HTTP_* for its templates).
+func TestOptionsEnv(t *testing.T) {
+	t.Setenv("AUTOPILOT_TEST_PROC", "proc")
+	t.Setenv("AUTOPILOT_TEST_BOTH", "proc")
+	opts := Options{Env: []string{"AUTOPILOT_TEST_BOTH=given", "AUTOPILOT_TEST_ONLY=only", "AUTOPILOT_TEST_EMPTY="}}
+	tests := []struct{ text, want, wantErr string }{
+		{text: `{{ env "AUTOPILOT_TEST_BOTH" }} {{ env "AUTOPILOT_TEST_ONLY" }} {{ env "AUTOPILOT_TEST_PROC" }}`, want: "given only proc"},
+		{text: `{{ sprig_env "AUTOPILOT_TEST_BOTH" }}`, want: "proc"}, // Sprig's reads the process's, as in consul-template
+		{text: `{{ envOrDefault "AUTOPILOT_TEST_ONLY" "d" }} {{ envOrDefault "AUTOPILOT_TEST_EMPTY" "d" }} {{ envOrDefault "AUTOPILOT_TEST_NONE" "d" }}`, want: "only  d"},
+		{text: `{{ mustEnv "AUTOPILOT_TEST_ONLY" }}`, want: "only"},
+		{text: `{{ mustEnv "AUTOPILOT_TEST_EMPTY" }}`, wantErr: "required environment variable AUTOPILOT_TEST_EMPTY is empty"},
+	}
+	for _, tt := range tests {
+		tm, err := Parse("t", tt.text, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := tm.Execute(newMapSource(), nil)
+		switch {
+		case tt.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s: err = %v; want %q", tt.text, err, tt.wantErr)
+			}
+		case err != nil || string(res.Output) != tt.want:
+			t.Errorf("%s = %q, %v; want %q", tt.text, res.Output, err, tt.want)
+		}
+	}
+}

@@ -65,7 +65,8 @@ refused with the reason):
   -wait=<min[:max]>         quiescence before rendering
   -max-stale=<duration>     allow stale reads (default 2s; 0 = consistent reads)
   -exec=<command>           run a child process; signal or restart it on change
-  -exec-kill-signal, -exec-kill-timeout, -exec-reload-signal, -exec-splay
+  -exec-kill-signal, -exec-kill-timeout, -exec-reload-signal, -exec-splay,
+  -exec-env-pristine, -exec-env-custom, -exec-env-allowlist, -exec-env-denylist
   -kill-signal=<signal>     exit on this signal (default SIGINT; SIGTERM also exits)
   -reload-signal=<signal>   reload the config files (default SIGHUP)
   -log-level=<level>        trace, debug, info, warn, err
@@ -108,7 +109,7 @@ func runConsulTemplate(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	if fl.ParseOnly {
 		for _, t := range cfg.Templates {
-			rc, err := renderConfig(cfg, t, &proc.Runner{})
+			rc, err := renderConfig(cfg, t, stdout, stderr, nil)
 			if err == nil {
 				err = parseOnly(rc)
 			}
@@ -156,7 +157,9 @@ func parseOnly(rc render.Config) error {
 }
 
 // renderConfig turns one consul-template template into render's Config.
-func renderConfig(cfg *ctconfig.Config, t *ctconfig.Template, commands *proc.Runner) (render.Config, error) {
+// childEnv is added to its command's environment (after the template's env
+// block filters autopilot's) and seen first by its env functions.
+func renderConfig(cfg *ctconfig.Config, t *ctconfig.Template, stdout, stderr io.Writer, childEnv []string) (render.Config, error) {
 	rc := render.Config{Source: t.Source, Destination: t.Destination, Contents: t.Contents,
 		Backup: t.Backup, CreateDestDirs: true, CommandTimeout: 30 * time.Second}
 	if rc.Source == "" {
@@ -178,15 +181,16 @@ func renderConfig(cfg *ctconfig.Config, t *ctconfig.Template, commands *proc.Run
 	if w != nil && !w.Disabled {
 		rc.Wait = render.Wait{Min: w.Min, Max: w.Max}
 	}
-	rc.Options = render.Options{Strict: t.ErrorOnMissingKey, LeftDelim: t.LeftDelim, RightDelim: t.RightDelim}
+	rc.Options = render.Options{Strict: t.ErrorOnMissingKey, LeftDelim: t.LeftDelim, RightDelim: t.RightDelim, Env: childEnv}
 	if rc.LeftDelim == "" && cfg.LeftDelim != nil {
 		rc.LeftDelim = *cfg.LeftDelim
 	}
 	if rc.RightDelim == "" && cfg.RightDelim != nil {
 		rc.RightDelim = *cfg.RightDelim
 	}
-	cmd := ctCommand(t.Command)
-	rc.Command, rc.CommandName = commands.OutputFunc(cmd), strings.Join(t.Command, " ")
+	commands := &proc.Runner{Stdout: stdout, Stderr: stderr, Pristine: true,
+		Env: t.CommandEnv.Environ(os.Environ(), childEnv)}
+	rc.Command, rc.CommandName = commands.OutputFunc(ctCommand(t.Command)), strings.Join(t.Command, " ")
 	if t.User != "" || t.Group != "" {
 		uid, gid, err := lookupOwner(t.User, t.Group)
 		if err != nil {
@@ -342,10 +346,9 @@ func watchOptions(cfg *ctconfig.Config) consul.WatchOptions {
 
 // build makes a runner for the current config.
 func (r *ctRun) build(ctx context.Context) (*render.Runner, *consul.Watcher, error) {
-	commands := &proc.Runner{Stdout: r.stdout, Stderr: r.stderr}
 	var rcs []render.Config
 	for _, t := range r.cfg.Templates {
-		rc, err := renderConfig(r.cfg, t, commands)
+		rc, err := renderConfig(r.cfg, t, r.stdout, r.stderr, r.cfg.ChildEnv(os.Getenv))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -384,7 +387,7 @@ func (r *ctRun) run(ctx context.Context) int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if r.cfg.ExecEnabled() {
-		r.child = newCTChild(r.cfg.Exec, r.log, r.stdout, r.stderr)
+		r.child = newCTChild(r.cfg.Exec, r.cfg.ChildEnv(os.Getenv), r.log, r.stdout, r.stderr)
 	}
 
 	type outcome struct {

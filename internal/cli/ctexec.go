@@ -36,8 +36,11 @@ type ctChild struct {
 	stopped bool
 }
 
-func newCTChild(e *ctconfig.Exec, log zerolog.Logger, stdout, stderr io.Writer) *ctChild {
-	c := &ctChild{cmd: ctCommand(e.Command), runner: &proc.Runner{Stdout: stdout, Stderr: stderr},
+// newCTChild prepares the child; its environment is autopilot's filtered
+// by the exec's env block, then childEnv (see [ctconfig.Config.ChildEnv]).
+func newCTChild(e *ctconfig.Exec, childEnv []string, log zerolog.Logger, stdout, stderr io.Writer) *ctChild {
+	runner := &proc.Runner{Stdout: stdout, Stderr: stderr, Pristine: true, Env: e.Env.Environ(os.Environ(), childEnv)}
+	c := &ctChild{cmd: ctCommand(e.Command), runner: runner,
 		killSignal: syscall.SIGTERM, killTimeout: 30 * time.Second,
 		reload: e.ReloadSignal, log: log, exited: make(chan int, 1)}
 	if e.KillSignal != nil {

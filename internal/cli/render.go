@@ -113,6 +113,8 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		if *consulAddr == "" && ct.Consul.Address != nil {
 			*consulAddr = *ct.Consul.Address
+		} else if *consulAddr != "" {
+			ct.Consul.Address = consulAddr // the flag wins, for the client and for CONSUL_HTTP_ADDR in commands
 		}
 		if ct.MaxStale != nil && *ct.MaxStale > 0 {
 			*stale = true
@@ -164,7 +166,7 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			if t.Destination == "" && !*dryRun {
 				return usageErr("%s: template: destination is required (only -dry-run can do without one)", t.At)
 			}
-			c, err := renderConfig(ct, t, commands)
+			c, err := renderConfig(ct, t, stderr, stderr, ct.ChildEnv(os.Getenv))
 			if err != nil {
 				return usageErr("%v", err)
 			}

@@ -12,6 +12,9 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -136,6 +139,9 @@ type Template struct {
 	ErrorOnMissingKey bool
 	CreateDestDirs    *bool // default true, as in consul-template
 	User, Group       string
+	// CommandEnv is the template's exec { env { } }: the command's
+	// environment (the global exec's env is the child's only).
+	CommandEnv Env
 
 	// Where it was defined, for errors: "file:line:col" or "-template".
 	At string
@@ -157,6 +163,63 @@ type Exec struct {
 	ReloadSignal *syscall.Signal // nil: restart the child on change
 	Splay        *time.Duration
 	Enabled      *bool
+	Env          Env
+	// Timeout is a template's exec { timeout }, its command's time limit;
+	// on the global exec it does nothing, as in consul-template.
+	Timeout *time.Duration
+}
+
+// Env is an env { } block (of exec, for the child, or of a template's exec,
+// for its command) or the -exec-env-* flags: what the process gets of
+// autopilot's environment, as consul-template's EnvConfig.
+type Env struct {
+	Pristine  *bool    // start from nothing instead of autopilot's environment
+	Custom    []string // NAME=VALUE entries given whatever the rest says
+	Allowlist []string // filepath.Match patterns: keep only the names that match one
+	Denylist  []string // patterns: drop the names that match one (wins over Allowlist)
+}
+
+// merge layers o over e as consul-template does: lists add up, a set
+// Pristine wins.
+func (e *Env) merge(o Env) {
+	set(&e.Pristine, o.Pristine)
+	e.Custom = append(e.Custom, o.Custom...)
+	e.Allowlist = append(e.Allowlist, o.Allowlist...)
+	e.Denylist = append(e.Denylist, o.Denylist...)
+}
+
+// Environ is the environment a process started under e gets: base
+// (autopilot's own, os.Environ()) unless Pristine, kept by Allowlist and
+// Denylist, then extra (consul-template's CONSUL_HTTP_* settings for its
+// children), then Custom. extra and Custom are never filtered; a later
+// entry for a name wins over an earlier one, as os/exec resolves them.
+func (e Env) Environ(base, extra []string) []string {
+	var env []string
+	if e.Pristine == nil || !*e.Pristine {
+		for _, kv := range base {
+			name, _, _ := strings.Cut(kv, "=")
+			if len(e.Allowlist) > 0 && !matchAny(name, e.Allowlist) {
+				continue
+			}
+			if matchAny(name, e.Denylist) {
+				continue
+			}
+			env = append(env, kv)
+		}
+	}
+	env = append(env, extra...)
+	return append(env, e.Custom...)
+}
+
+// matchAny reports whether name matches one of the glob patterns (a
+// malformed pattern matches nothing, as in consul-template).
+func matchAny(name string, patterns []string) bool {
+	for _, p := range patterns {
+		if ok, _ := filepath.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Merge layers o over c: set scalars of o win, templates are appended (as
@@ -196,6 +259,8 @@ func (c *Config) Merge(o *Config) {
 		set(&e.ReloadSignal, n.ReloadSignal)
 		set(&e.Splay, n.Splay)
 		set(&e.Enabled, n.Enabled)
+		set(&e.Timeout, n.Timeout)
+		e.Env.merge(n.Env)
 	}
 	set(&c.LeftDelim, o.LeftDelim)
 	set(&c.RightDelim, o.RightDelim)
@@ -211,7 +276,9 @@ func set[T any](dst **T, v *T) {
 	}
 }
 
-// Validate checks what only the merged config can tell.
+// Validate checks what only the merged config can tell. Exec settings
+// without a command are accepted as consul-template accepts them (no child
+// is run), with a warning.
 func (c *Config) Validate() error {
 	for _, t := range c.Templates {
 		switch {
@@ -223,8 +290,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: template: destination is required (only -dry can do without one)", t.At)
 		}
 	}
-	if c.Exec != nil && (c.Exec.Enabled == nil || *c.Exec.Enabled) && len(c.Exec.Command) == 0 {
-		return fmt.Errorf("exec: command is required")
+	if c.Exec != nil && len(c.Exec.Command) == 0 {
+		c.Warnings = append(c.Warnings, "exec has no command: no child process is run")
 	}
 	return nil
 }
@@ -232,4 +299,46 @@ func (c *Config) Validate() error {
 // ExecEnabled reports whether a child process is to be run.
 func (c *Config) ExecEnabled() bool {
 	return c.Exec != nil && len(c.Exec.Command) > 0 && (c.Exec.Enabled == nil || *c.Exec.Enabled)
+}
+
+// ChildEnv is what consul-template adds to the environment of its
+// commands and exec child and what its templates' env functions see first
+// (its runner's childEnv): its Consul settings as CONSUL_HTTP_* variables,
+// so a command such as `consul kv put` talks to the same agent, and the
+// Vault settings it reads from the environment (autopilot has no Vault
+// options, so only those). getenv is os.Getenv outside tests.
+func (c *Config) ChildEnv(getenv func(string) string) []string {
+	fromEnv := func(names ...string) string {
+		for _, n := range names {
+			if v := getenv(n); v != "" {
+				return strings.TrimSpace(v)
+			}
+		}
+		return ""
+	}
+	or := func(p *string, names ...string) string {
+		if p != nil {
+			return *p
+		}
+		return fromEnv(names...)
+	}
+	var env []string
+	add := func(name, v string) {
+		if v != "" {
+			env = append(env, name+"="+v)
+		}
+	}
+	add("CONSUL_HTTP_ADDR", or(c.Consul.Address, "CONSUL_HTTP_ADDR"))
+	add("CONSUL_HTTP_TOKEN", or(c.Consul.Token, "CONSUL_TOKEN", "CONSUL_HTTP_TOKEN"))
+	add("CONSUL_HTTP_TOKEN_FILE", or(c.Consul.TokenFile, "CONSUL_TOKEN_FILE", "CONSUL_HTTP_TOKEN_FILE"))
+	add("CONSUL_HTTP_SSL", strconv.FormatBool(c.Consul.SSL.On()))
+	add("CONSUL_HTTP_SSL_VERIFY", strconv.FormatBool(c.Consul.SSL.Verify == nil || *c.Consul.SSL.Verify))
+	add("VAULT_ADDR", fromEnv("VAULT_ADDR"))
+	if b, err := strconv.ParseBool(fromEnv("VAULT_SKIP_VERIFY")); err == nil && b {
+		add("VAULT_SKIP_VERIFY", "true")
+	}
+	for _, n := range []string{"VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY", "VAULT_CAPATH", "VAULT_CACERT", "VAULT_CACERT_BYTES", "VAULT_TLS_SERVER_NAME"} {
+		add(n, fromEnv(n))
+	}
+	return env
 }

@@ -87,7 +87,8 @@ func TestParseFlagsErrors(t *testing.T) {
 		{[]string{"-vault-addr", "http://v"}, "-vault-addr: Vault is not supported by autopilot"},
 		{[]string{"-dedup"}, "-dedup: dedup mode is not supported"},
 		{[]string{"-syslog", "-vault-renew-token"}, "-syslog: syslog is not supported"},
-		{[]string{"-exec-env-pristine"}, "exec environment filtering is not supported"},
+		{[]string{"-exec-env-custom", "NOEQUALS"}, `-exec-env-custom: "NOEQUALS": want NAME=VALUE`},
+		{[]string{"-exec-env-pristine=maybe"}, "want true or false"},
 		{[]string{"-consul-auth", "u:p"}, "CONSUL_HTTP_AUTH"},
 		{[]string{"-template", ""}, "empty specification"},
 		{[]string{"-wait", "5s:1s"}, "max is less than min"},
@@ -230,7 +231,14 @@ func TestParseHCLErrors(t *testing.T) {
 		{"nomad", "nomad {}\n", "nomad: Nomad is not supported"},
 		{"dedup", "deduplicate { enabled = true }\n", "deduplicate: dedup mode is not supported"},
 		{"syslog", "syslog { enabled = true }\n", "syslog: syslog is not supported"},
-		{"per-template exec", "template {\n  exec { command = \"x\" }\n}\n", "x.hcl:2:3: template.exec: a per-template exec is not supported"},
+		{"template exec not a block", "template {\n  exec = \"x\"\n}\n", "x.hcl:2:10: template.exec: want a block"},
+		{"template exec env custom", "template {\n  exec {\n    env { custom = [\"X\"] }\n  }\n}\n", `x.hcl:3:20: template.exec.env.custom: "X": want NAME=VALUE`},
+		{"exec env not a block", "exec {\n  env = \"x\"\n}\n", "x.hcl:2:9: exec.env: want a block"},
+		{"exec env list", "exec {\n  env { allowlist = 3 }\n}\n", "x.hcl:2:21: exec.env.allowlist: want a list of strings"},
+		{"exec env list item", "exec {\n  env { denylist = [\"A\", 3] }\n}\n", "x.hcl:2:26: exec.env.denylist: want a string"},
+		{"exec env pristine", "exec {\n  env { pristine = \"maybe\" }\n}\n", "exec.env.pristine: want true or false"},
+		{"exec env unknown", "exec {\n  env { allow = [] }\n}\n", "x.hcl:2:9: exec.env.allow: unknown option (want one of pristine, custom, allowlist, denylist"},
+		{"exec timeout", "exec {\n  timeout = 5\n}\n", "exec.timeout: want a duration string"},
 		{"consul namespace", "consul {\n  namespace = \"ns\"\n}\n", "consul.namespace: Consul Enterprise namespaces"},
 		{"consul auth", "consul {\n  auth { enabled = true }\n}\n", "consul.auth: basic auth is not supported"},
 		{"label", "template \"x\" {\n}\n", "x.hcl:1:10: template: unexpected label"},
@@ -247,7 +255,6 @@ func TestParseHCLErrors(t *testing.T) {
 		{"empty command", "template {\n  command = \"\"\n}\n", "template.command: empty command"},
 		{"command list of numbers", "template {\n  command = [1]\n}\n", "template.command: want a string"},
 		{"error_fatal false", "template {\n  error_fatal = false\n}\n", "template.error_fatal: false is not supported"},
-		{"exec env", "exec {\n  env { pristine = true }\n}\n", "exec.env: exec { env { } } is not supported"},
 		{"bad json", "{\"consul\": [", "x.hcl:"},
 		{"quoted retry attempts", "consul {\n  retry {\n    attempts = \"2\"\n  }\n}\n", "x.hcl:3:16: consul.retry.attempts: want a whole number"},
 		{"retry unknown key", "consul {\n  retry { bogus = 1 }\n}\n", "x.hcl:2:11: consul.retry.bogus: unknown option"},
@@ -271,7 +278,6 @@ func TestValidate(t *testing.T) {
 		{"template {\n  destination = \"d\"\n}\n", "x.hcl:1:1: template: one of source or contents is required"},
 		{"template {\n  source = \"s\"\n  contents = \"c\"\n  destination = \"d\"\n}\n", "source and contents exclude each other"},
 		{"template {\n  source = \"s\"\n}\n", "destination is required"},
-		{"exec {\n  kill_signal = \"SIGTERM\"\n}\n", "exec: command is required"},
 	}
 	for _, tt := range tests {
 		c, err := Parse("x.hcl", []byte(tt.text))
@@ -281,6 +287,14 @@ func TestValidate(t *testing.T) {
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: Validate = %v, want %q", tt.text, err, tt.want)
 		}
+	}
+	// Exec settings without a command: no child, as consul-template, and a warning.
+	c, err := Parse("x.hcl", []byte("exec {\n  kill_signal = \"SIGTERM\"\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil || c.ExecEnabled() || len(c.Warnings) != 1 {
+		t.Errorf("exec without a command: Validate = %v, ExecEnabled = %v, warnings %q; want nil, false, one", err, c.ExecEnabled(), c.Warnings)
 	}
 }
 
@@ -340,5 +354,131 @@ func TestRetryPolicy(t *testing.T) {
 	c.Merge(&Config{Consul: Consul{Retry: Retry{Attempts: i(1)}}})
 	if f, bo, _ := c.Consul.Retry.Policy(); f != 2 || bo != time.Second {
 		t.Errorf("merged: %d failures, backoff %v", f, bo)
+	}
+}
+
+func TestParseExecEnv(t *testing.T) {
+	c, err := Parse("x.hcl", []byte(`
+template {
+  source          = "a"
+  destination     = "b"
+  command         = "loses to exec.command"
+  command_timeout = "9s"
+  exec {
+    command = ["cmd", "arg"]
+    timeout = "2s"
+    env {
+      pristine  = true
+      custom    = ["A=1", "B=x=y"]
+      allowlist = "P*"
+      whitelist = ["Q"]
+      denylist  = ["D"]
+      blacklist = "E"
+    }
+  }
+}
+template {
+  source          = "c"
+  destination     = "d"
+  command         = "kept"
+  command_timeout = "9s"
+  exec { env { denylist = ["X"] } }
+}
+exec {
+  command = "child"
+  timeout = "1s"
+  env { custom = ["C=3"] }
+}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t1, t2 := c.Templates[0], c.Templates[1]
+	if got := strings.Join(t1.Command, " "); got != "cmd arg" || *t1.CommandTimeout != 2*time.Second {
+		t.Errorf("template 1: command %q timeout %v; want exec's, cmd arg and 2s", got, *t1.CommandTimeout)
+	}
+	e := t1.CommandEnv
+	if !*e.Pristine || strings.Join(e.Custom, ",") != "A=1,B=x=y" || strings.Join(e.Allowlist, ",") != "P*,Q" || strings.Join(e.Denylist, ",") != "D,E" {
+		t.Errorf("template 1 env = %+v", e)
+	}
+	if got := strings.Join(t2.Command, " "); got != "kept" || *t2.CommandTimeout != 9*time.Second || strings.Join(t2.CommandEnv.Denylist, ",") != "X" {
+		t.Errorf("template 2: command %q timeout %v env %+v", got, *t2.CommandTimeout, t2.CommandEnv)
+	}
+	if strings.Join(c.Exec.Env.Custom, ",") != "C=3" {
+		t.Errorf("exec env = %+v", c.Exec.Env)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "x.hcl:27:1: exec.timeout has no effect") {
+		t.Errorf("warnings = %q; want one for exec.timeout", c.Warnings)
+	}
+
+	// The flags add to the file's lists and win on pristine, as in consul-template.
+	fl, err := ParseFlags([]string{"-exec-env-pristine=false", "-exec-env-custom", "F=1", "-exec-env-allowlist", "G*",
+		"-exec-env-denylist", "H", "-exec-env-denylist", "I"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Merge(fl.Config)
+	if e := c.Exec.Env; *e.Pristine || strings.Join(e.Custom, ",") != "C=3,F=1" || strings.Join(e.Allowlist, ",") != "G*" || strings.Join(e.Denylist, ",") != "H,I" {
+		t.Errorf("merged exec env = %+v", e)
+	}
+	if strings.Join(c.Exec.Command, " ") != "child" {
+		t.Errorf("exec command = %q; the env flags must not replace it", c.Exec.Command)
+	}
+}
+
+func TestEnvEnviron(t *testing.T) {
+	yes := true
+	base := []string{"HOME=/root", "PATH=/bin", "FOO=1", "FOO2=2", "BAR=3"}
+	extra := []string{"CONSUL_HTTP_ADDR=c:8500"}
+	tests := []struct {
+		name string
+		env  Env
+		want string
+	}{
+		{"nothing set: all of ours, then extra", Env{}, "HOME=/root PATH=/bin FOO=1 FOO2=2 BAR=3 CONSUL_HTTP_ADDR=c:8500"},
+		{"pristine: extra and custom only", Env{Pristine: &yes, Custom: []string{"A=b"}}, "CONSUL_HTTP_ADDR=c:8500 A=b"},
+		{"allowlist globs", Env{Allowlist: []string{"FO*", "PATH"}}, "PATH=/bin FOO=1 FOO2=2 CONSUL_HTTP_ADDR=c:8500"},
+		{"denylist wins over allowlist", Env{Allowlist: []string{"FO*"}, Denylist: []string{"*2"}}, "FOO=1 CONSUL_HTTP_ADDR=c:8500"},
+		{"extra and custom escape the lists", Env{Denylist: []string{"*"}, Custom: []string{"FOO=9"}}, "CONSUL_HTTP_ADDR=c:8500 FOO=9"},
+		{"a malformed pattern matches nothing", Env{Denylist: []string{"["}}, "HOME=/root PATH=/bin FOO=1 FOO2=2 BAR=3 CONSUL_HTTP_ADDR=c:8500"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := strings.Join(tt.env.Environ(base, extra), " "); got != tt.want {
+				t.Errorf("Environ = %q\nwant      %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestChildEnv(t *testing.T) {
+	str := func(s string) *string { return &s }
+	no := false
+	tests := []struct {
+		name string
+		cfg  Config
+		env  map[string]string
+		want string
+	}{
+		{"defaults", Config{}, nil, "CONSUL_HTTP_SSL=false CONSUL_HTTP_SSL_VERIFY=true"},
+		{"from the config", Config{Consul: Consul{Address: str("c:8500"), Token: str("t"), TokenFile: str("/f"),
+			SSL: SSL{CACert: str("/ca"), Verify: &no}}}, map[string]string{"CONSUL_HTTP_ADDR": "ignored"},
+			"CONSUL_HTTP_ADDR=c:8500 CONSUL_HTTP_TOKEN=t CONSUL_HTTP_TOKEN_FILE=/f CONSUL_HTTP_SSL=true CONSUL_HTTP_SSL_VERIFY=false"},
+		{"from the environment, trimmed", Config{}, map[string]string{"CONSUL_HTTP_ADDR": " e:8500 ", "CONSUL_TOKEN": "first",
+			"CONSUL_HTTP_TOKEN": "second", "CONSUL_HTTP_TOKEN_FILE": "/tf", "CONSUL_HTTP_SSL": "true"},
+			"CONSUL_HTTP_ADDR=e:8500 CONSUL_HTTP_TOKEN=first CONSUL_HTTP_TOKEN_FILE=/tf CONSUL_HTTP_SSL=false CONSUL_HTTP_SSL_VERIFY=true"},
+		{"an empty address is not passed on", Config{Consul: Consul{Address: str("")}}, map[string]string{"CONSUL_HTTP_ADDR": "e:8500"},
+			"CONSUL_HTTP_SSL=false CONSUL_HTTP_SSL_VERIFY=true"},
+		{"vault settings from the environment", Config{}, map[string]string{"VAULT_ADDR": "https://v", "VAULT_SKIP_VERIFY": "1",
+			"VAULT_CACERT": "/v.pem", "VAULT_TOKEN": "not passed"},
+			"CONSUL_HTTP_SSL=false CONSUL_HTTP_SSL_VERIFY=true VAULT_ADDR=https://v VAULT_SKIP_VERIFY=true VAULT_CACERT=/v.pem"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := strings.Join(tt.cfg.ChildEnv(func(k string) string { return tt.env[k] }), " ")
+			if got != tt.want {
+				t.Errorf("ChildEnv = %q\nwant        %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -31,7 +31,6 @@ var refusedFlags = []struct{ prefix, why string }{
 	{"syslog", "syslog is not supported: autopilot logs to stderr"},
 	{"log-file", "log files are not supported: autopilot logs to stderr"},
 	{"log-rotate-", "log files are not supported: autopilot logs to stderr"},
-	{"exec-env-", "exec environment filtering is not supported: the child gets autopilot's environment"},
 	{"consul-auth", "basic auth flags are not supported; put the credentials in CONSUL_HTTP_AUTH"},
 }
 
@@ -50,7 +49,6 @@ var refusedNames = map[string]bool{ // name -> boolean
 	"vault-default-lease-duration": false,
 	"dedup":                        true, "syslog": true, "syslog-facility": false, "syslog-name": false,
 	"log-file": false, "log-rotate-bytes": false, "log-rotate-duration": false, "log-rotate-max-files": false,
-	"exec-env-pristine": true, "exec-env-custom": false, "exec-env-allowlist": false, "exec-env-denylist": false,
 	"consul-auth": false,
 }
 
@@ -157,6 +155,16 @@ func ParseFlags(args []string) (*Flags, error) {
 	sigFlag("exec-reload-signal", func(s *syscall.Signal) { execCfg().ReloadSignal = s })
 	durFlag("exec-kill-timeout", func(d time.Duration) { execCfg().KillTimeout = &d })
 	durFlag("exec-splay", func(d time.Duration) { execCfg().Splay = &d })
+	boolean("exec-env-pristine", func(b bool) error { execCfg().Env.Pristine = bptr(b); return nil })
+	str("exec-env-custom", func(s string) error {
+		if !strings.Contains(s, "=") {
+			return fmt.Errorf("%q: want NAME=VALUE", s)
+		}
+		execCfg().Env.Custom = append(execCfg().Env.Custom, s)
+		return nil
+	})
+	str("exec-env-allowlist", func(s string) error { execCfg().Env.Allowlist = append(execCfg().Env.Allowlist, s); return nil })
+	str("exec-env-denylist", func(s string) error { execCfg().Env.Denylist = append(execCfg().Env.Denylist, s); return nil })
 	sigFlag("kill-signal", func(s *syscall.Signal) { c.KillSignal = s })
 	sigFlag("reload-signal", func(s *syscall.Signal) { c.ReloadSignal = s })
 	str("log-level", func(s string) error {

@@ -29,12 +29,9 @@ var refused = map[string]string{
 	"log_file":                    "log_file is not supported: autopilot logs to stderr",
 	"err_on_failed_lookup":        "err_on_failed_lookup is not supported",
 	"consul.namespace":            "Consul Enterprise namespaces are not supported",
-	"template.exec":               "a per-template exec is not supported: use command (or the global exec)",
 	"template.function_denylist":  "function_denylist is not supported",
 	"template.function_blacklist": "function_blacklist is not supported",
 	"template.sandbox_path":       "sandbox_path is not supported",
-	"exec.env":                    "exec { env { } } is not supported: the child gets autopilot's environment",
-	"exec.timeout":                "exec { timeout } is not supported",
 }
 
 // FromPath reads a config file, or every file of a directory in name order
@@ -219,7 +216,9 @@ func (p *parser) top(c *Config, root *ast.ObjectList) error {
 		case "pid_file":
 			c.PidFile, err = ptr(p.str(it, path))
 		case "exec":
-			c.Exec, err = p.exec(it)
+			if c.Exec, err = p.exec(it, path); err == nil && c.Exec.Timeout != nil {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("%s: exec.timeout has no effect on the exec child (nor has it in consul-template): use kill_timeout", p.at(it)))
+			}
 		case "default_delimiters":
 			obj, err := p.object(it, path)
 			if err != nil {
@@ -346,7 +345,8 @@ func (p *parser) template(it *ast.ObjectItem) (*Template, error) {
 	}
 	t := &Template{At: p.at(it)}
 	known := []string{"source", "destination", "contents", "command", "command_timeout", "perms", "backup", "wait",
-		"left_delimiter", "right_delimiter", "error_on_missing_key", "create_dest_dirs", "user", "group", "uid", "gid", "error_fatal"}
+		"left_delimiter", "right_delimiter", "error_on_missing_key", "create_dest_dirs", "user", "group", "uid", "gid", "error_fatal", "exec"}
+	var ex *Exec // the template's exec { }: its command and timeout win over command and command_timeout
 	err = p.items(obj, "template", known, func(key, path string, it *ast.ObjectItem) (err error) {
 		switch key {
 		case "source":
@@ -387,20 +387,31 @@ func (p *parser) template(it *ast.ObjectItem) (*Template, error) {
 			}
 		case "error_fatal":
 			err = p.alwaysFatal(it, path)
+		case "exec":
+			ex, err = p.exec(it, path)
 		}
 		return err
 	})
+	if err == nil && ex != nil {
+		if len(ex.Command) > 0 {
+			t.Command = ex.Command
+		}
+		set(&t.CommandTimeout, ex.Timeout)
+		t.CommandEnv = ex.Env
+	}
 	return t, err
 }
 
-func (p *parser) exec(it *ast.ObjectItem) (*Exec, error) {
-	obj, err := p.object(it, "exec")
+// exec reads an exec { } block: the global one (block "exec") or a
+// template's ("template.exec"), which consul-template parses alike.
+func (p *parser) exec(it *ast.ObjectItem, block string) (*Exec, error) {
+	obj, err := p.object(it, block)
 	if err != nil {
 		return nil, err
 	}
 	e := &Exec{}
-	known := []string{"command", "enabled", "kill_signal", "kill_timeout", "reload_signal", "splay"}
-	err = p.items(obj, "exec", known, func(key, path string, it *ast.ObjectItem) (err error) {
+	known := []string{"command", "enabled", "env", "kill_signal", "kill_timeout", "reload_signal", "splay", "timeout"}
+	err = p.items(obj, block, known, func(key, path string, it *ast.ObjectItem) (err error) {
 		switch key {
 		case "command":
 			e.Command, err = p.command(it, path)
@@ -414,10 +425,69 @@ func (p *parser) exec(it *ast.ObjectItem) (*Exec, error) {
 			e.KillTimeout, err = ptr(p.duration(it, path))
 		case "splay":
 			e.Splay, err = ptr(p.duration(it, path))
+		case "timeout":
+			e.Timeout, err = ptr(p.duration(it, path))
+		case "env":
+			err = p.env(&e.Env, it, path)
 		}
 		return err
 	})
 	return e, err
+}
+
+// env reads an env { } block; blacklist and whitelist are consul-template's
+// old names of denylist and allowlist.
+func (p *parser) env(e *Env, it *ast.ObjectItem, block string) error {
+	obj, err := p.object(it, block)
+	if err != nil {
+		return err
+	}
+	known := []string{"pristine", "custom", "allowlist", "denylist", "whitelist", "blacklist"}
+	return p.items(obj, block, known, func(key, path string, it *ast.ObjectItem) (err error) {
+		var list []string
+		switch key {
+		case "pristine":
+			e.Pristine, err = ptr(p.boolean(it, path))
+			return err
+		case "custom":
+			if list, err = p.strings(it, path); err == nil {
+				for _, kv := range list {
+					if !strings.Contains(kv, "=") {
+						return p.errf(it.Val, path, "%q: want NAME=VALUE", kv)
+					}
+				}
+				e.Custom = append(e.Custom, list...)
+			}
+		case "allowlist", "whitelist":
+			list, err = p.strings(it, path)
+			e.Allowlist = append(e.Allowlist, list...)
+		case "denylist", "blacklist":
+			list, err = p.strings(it, path)
+			e.Denylist = append(e.Denylist, list...)
+		}
+		return err
+	})
+}
+
+// strings reads a list of strings; one string is a list of one, as
+// consul-template's weak decoding takes it.
+func (p *parser) strings(it *ast.ObjectItem, path string) ([]string, error) {
+	if s, ok := literal(it.Val, token.STRING); ok {
+		return []string{s}, nil
+	}
+	list, ok := it.Val.(*ast.ListType)
+	if !ok {
+		return nil, p.errf(it.Val, path, "want a list of strings")
+	}
+	out := make([]string, 0, len(list.List))
+	for _, n := range list.List {
+		s, ok := literal(n, token.STRING)
+		if !ok {
+			return nil, p.errf(n, path, "want a string")
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // ptr points at v, for the optional fields of a Config (nil: not set), so a

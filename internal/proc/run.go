@@ -39,6 +39,9 @@ type Runner struct {
 	// Env is appended to os.Environ(); a later entry wins over an earlier
 	// one with the same key.
 	Env []string
+	// Pristine makes Env the whole environment instead of an addition to
+	// os.Environ() (consul-template's filtered child environments).
+	Pristine bool
 	// Dir is the working directory; empty means ours.
 	Dir string
 	// Stdout and Stderr receive the output of Run (not Output); nil means
@@ -68,6 +71,9 @@ func (r *Runner) SetEnv(key, val string) {
 func (r *Runner) environ() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.Pristine {
+		return append([]string{}, r.Env...) // non-nil: an empty Env is an empty environment
+	}
 	return append(os.Environ(), r.Env...)
 }
 

@@ -248,6 +248,21 @@ func TestRunnerEnv(t *testing.T) {
 	}
 }
 
+// TestRunnerPristineEnv: with Pristine, Env is all a command gets.
+func TestRunnerPristineEnv(t *testing.T) {
+	t.Setenv("AUTOPILOT_TEST_OURS", "x")
+	r := &Runner{Pristine: true, Env: append(slices.Clone(helperEnv), "AUTOPILOT_TEST_A=a")}
+	for key, want := range map[string]string{"AUTOPILOT_TEST_A": "a", "AUTOPILOT_TEST_OURS": "", "PATH": ""} {
+		out, err := r.Output(context.Background(), helper("getenv", key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(out) != want {
+			t.Errorf("%s = %q; want %q", key, out, want)
+		}
+	}
+}
+
 // TestRunnerSetEnvConcurrent is for -race: SetEnv may run while commands start.
 func TestRunnerSetEnvConcurrent(t *testing.T) {
 	r := newRunner()

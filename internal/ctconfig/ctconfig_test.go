@@ -370,7 +370,7 @@ template {
     env {
       pristine  = true
       custom    = ["A=1", "B=x=y"]
-      allowlist = "P*"
+      allowlist = "P*,R"
       whitelist = ["Q"]
       denylist  = ["D"]
       blacklist = "E"
@@ -398,7 +398,7 @@ exec {
 		t.Errorf("template 1: command %q timeout %v; want exec's, cmd arg and 2s", got, *t1.CommandTimeout)
 	}
 	e := t1.CommandEnv
-	if !*e.Pristine || strings.Join(e.Custom, ",") != "A=1,B=x=y" || strings.Join(e.Allowlist, ",") != "P*,Q" || strings.Join(e.Denylist, ",") != "D,E" {
+	if !*e.Pristine || strings.Join(e.Custom, ",") != "A=1,B=x=y" || strings.Join(e.Allowlist, "|") != "P*|R|Q" || strings.Join(e.Denylist, ",") != "D,E" {
 		t.Errorf("template 1 env = %+v", e)
 	}
 	if got := strings.Join(t2.Command, " "); got != "kept" || *t2.CommandTimeout != 9*time.Second || strings.Join(t2.CommandEnv.Denylist, ",") != "X" {
@@ -480,5 +480,16 @@ func TestChildEnv(t *testing.T) {
 				t.Errorf("ChildEnv = %q\nwant        %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestParseFlagsOldRetry: -retry is consul-template's old -consul-retry-backoff.
+func TestParseFlagsOldRetry(t *testing.T) {
+	fl, err := ParseFlags([]string{"-retry", "3s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := fl.Config.Consul.Retry.Backoff; b == nil || *b != 3*time.Second {
+		t.Fatalf("backoff = %v; want 3s", b)
 	}
 }

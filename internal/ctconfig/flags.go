@@ -151,6 +151,7 @@ func ParseFlags(args []string) (*Flags, error) {
 	})
 	durFlag("consul-retry-backoff", func(d time.Duration) { c.Consul.Retry.Backoff = &d })
 	durFlag("consul-retry-max-backoff", func(d time.Duration) { c.Consul.Retry.MaxBackoff = &d })
+	durFlag("retry", func(d time.Duration) { c.Consul.Retry.Backoff = &d }) // consul-template's old spelling of -consul-retry-backoff
 	sigFlag("exec-kill-signal", func(s *syscall.Signal) { execCfg().KillSignal = s })
 	sigFlag("exec-reload-signal", func(s *syscall.Signal) { execCfg().ReloadSignal = s })
 	durFlag("exec-kill-timeout", func(d time.Duration) { execCfg().KillTimeout = &d })

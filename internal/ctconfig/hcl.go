@@ -469,11 +469,14 @@ func (p *parser) env(e *Env, it *ast.ObjectItem, block string) error {
 	})
 }
 
-// strings reads a list of strings; one string is a list of one, as
-// consul-template's weak decoding takes it.
+// strings reads a list of strings; one string is split at commas, as
+// consul-template's decoder (mapstructure's StringToSliceHookFunc) does.
 func (p *parser) strings(it *ast.ObjectItem, path string) ([]string, error) {
 	if s, ok := literal(it.Val, token.STRING); ok {
-		return []string{s}, nil
+		if s == "" {
+			return nil, nil
+		}
+		return strings.Split(s, ","), nil
 	}
 	list, ok := it.Val.(*ast.ListType)
 	if !ok {

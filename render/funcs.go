@@ -116,9 +116,10 @@ func helperFuncs() template.FuncMap {
 // bound b is cancelled (so nested loops end at the next inner loop).
 // consul-template rebuilds the first two for every execution, so call it
 // before each Execute (Funcs may replace entries of a parsed template;
-// executions must not run concurrently with it).
-func bindTemplateFuncs(tm *template.Template, b *bound) {
-	tm.Funcs(template.FuncMap{
+// executions must not run concurrently with it). A function the denylist
+// matches keeps the denied stand-in Parse gave it.
+func bindTemplateFuncs(tm *template.Template, b *bound, denylist []string) {
+	fm := template.FuncMap{
 		"executeTemplate": executeTemplateFunc(tm),
 		"scratch":         scratchFunc(),
 		"loop": func(args ...any) ([]int64, error) {
@@ -127,7 +128,13 @@ func bindTemplateFuncs(tm *template.Template, b *bound) {
 			}
 			return loop(args...)
 		},
-	})
+	}
+	for name := range fm {
+		if isDenied(name, denylist) {
+			delete(fm, name)
+		}
+	}
+	tm.Funcs(fm)
 }
 
 func consulTemplateHelpers() template.FuncMap {
@@ -149,7 +156,7 @@ func consulTemplateHelpers() template.FuncMap {
 		"env":          os.Getenv,
 		"mustEnv":      mustEnv,
 		"envOrDefault": envOrDefault,
-		"file":         file,
+		"file":         fileIn(""), // Parse binds a sandboxed one for Options.SandboxPath
 
 		// Templates and scratch state; bindTemplateFuncs replaces both per execution.
 		"executeTemplate": func(string, ...any) (string, error) {
@@ -403,20 +410,6 @@ func envFuncs(env []string) template.FuncMap {
 		"mustEnv":      mustEnvIn(lookup),
 		"envOrDefault": envOrDefaultIn(lookup),
 	}
-}
-
-// file returns a file's contents; "" for an empty path, as consul-template.
-// The path is used as given (relative paths resolve against the working
-// directory); a read error names it.
-func file(path string) (string, error) {
-	if path == "" {
-		return "", nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("file: %w", err)
-	}
-	return string(b), nil
 }
 
 // executeTemplateFunc runs one of t's defined templates, with data as dot

@@ -23,7 +23,7 @@ func execHelpers(t *testing.T, text string, data any) (string, error) {
 	if err != nil {
 		t.Fatalf("parse %q: %v", text, err)
 	}
-	bindTemplateFuncs(tm, nil)
+	bindTemplateFuncs(tm, nil, nil)
 	var b strings.Builder
 	err = tm.Execute(&b, data)
 	return b.String(), err
@@ -374,7 +374,7 @@ func TestHelperFile(t *testing.T) {
 func TestHelperScratchPerExecution(t *testing.T) {
 	tm := template.Must(template.New("t").Funcs(helperFuncs()).Parse(`{{ scratch.SetX "n" .N }}{{ scratch.Get "n" }}`))
 	for _, n := range []int{1, 2} {
-		bindTemplateFuncs(tm, nil)
+		bindTemplateFuncs(tm, nil, nil)
 		var b strings.Builder
 		if err := tm.Execute(&b, map[string]int{"N": n}); err != nil {
 			t.Fatal(err)

@@ -55,6 +55,14 @@ type Options struct {
 	// up before the process environment: consul-template gives its
 	// templates its CONSUL_HTTP_* settings this way.
 	Env []string
+	// FunctionDenylist is consul-template's function_denylist: glob
+	// patterns ("*" only) of functions the template may not call. The
+	// template still parses; a call fails the execution with "function is
+	// disabled".
+	FunctionDenylist []string
+	// SandboxPath is consul-template's sandbox_path: when set, `file` reads
+	// only existing files whose path, symlinks resolved, is inside it.
+	SandboxPath string
 }
 
 // allHelpers is Sprig plus consul-template's helpers, shared by every
@@ -87,6 +95,10 @@ func Parse(name, text string, opts Options) (*Template, error) {
 			}
 		}
 	}
+	if _, ok := funcs["file"]; ok && opts.SandboxPath != "" {
+		funcs["file"] = fileIn(opts.SandboxPath)
+	}
+	deny(funcs, text, opts.FunctionDenylist)
 	tm := template.New(name).Delims(opts.LeftDelim, opts.RightDelim).Funcs(funcs)
 	if opts.Strict {
 		tm = tm.Option("missingkey=error")
@@ -180,7 +192,7 @@ func (t *Template) ExecuteContext(ctx context.Context, src dep.Source, notify ch
 		p := &pass{src: src, notify: notify, used: map[dep.Query]bool{}, bound: b}
 		t.pass = p
 		defer func() { t.pass = nil }()
-		bindTemplateFuncs(t.tmpl, b) // fresh scratch, executeTemplate bound to this template
+		bindTemplateFuncs(t.tmpl, b, t.opts.FunctionDenylist) // fresh scratch, executeTemplate bound to this template
 		err := t.tmpl.Execute(b, nil)
 		if err == nil {
 			// A lookup that saw the cancellation returned no data; the

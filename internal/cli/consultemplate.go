@@ -181,7 +181,8 @@ func renderConfig(cfg *ctconfig.Config, t *ctconfig.Template, stdout, stderr io.
 	if w != nil && !w.Disabled {
 		rc.Wait = render.Wait{Min: w.Min, Max: w.Max}
 	}
-	rc.Options = render.Options{Strict: t.ErrorOnMissingKey, LeftDelim: t.LeftDelim, RightDelim: t.RightDelim, Env: childEnv}
+	rc.Options = render.Options{Strict: t.ErrorOnMissingKey, LeftDelim: t.LeftDelim, RightDelim: t.RightDelim, Env: childEnv,
+		FunctionDenylist: t.FunctionDenylist, SandboxPath: t.SandboxPath}
 	if rc.LeftDelim == "" && cfg.LeftDelim != nil {
 		rc.LeftDelim = *cfg.LeftDelim
 	}

@@ -142,6 +142,13 @@ type Template struct {
 	// CommandEnv is the template's exec { env { } }: the command's
 	// environment (the global exec's env is the child's only).
 	CommandEnv Env
+	// FunctionDenylist is function_denylist plus its old name
+	// function_blacklist: glob patterns ("*" is the only wildcard) of
+	// functions that still parse but fail the render when called.
+	FunctionDenylist []string
+	// SandboxPath is sandbox_path: when set, `file` reads only files whose
+	// path, symlinks resolved, lies inside it.
+	SandboxPath string
 
 	// Where it was defined, for errors: "file:line:col" or "-template".
 	At string

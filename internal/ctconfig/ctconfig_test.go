@@ -260,6 +260,11 @@ func TestParseHCLErrors(t *testing.T) {
 		{"retry unknown key", "consul {\n  retry { bogus = 1 }\n}\n", "x.hcl:2:11: consul.retry.bogus: unknown option"},
 		{"retry bad backoff", "consul {\n  retry { backoff = \"soon\" }\n}\n", "consul.retry.backoff: \"soon\" is not a duration"},
 		{"retry bad enabled", "consul {\n  retry { enabled = \"no\" }\n}\n", "consul.retry.enabled: want true or false"},
+		{"denylist of numbers", "template {\n  function_denylist = [\"env\", 1]\n}\n", "x.hcl:2:31: template.function_denylist: want a string"},
+		{"denylist a bool", "template {\n  function_denylist = true\n}\n", "x.hcl:2:23: template.function_denylist: want a list of strings"},
+		{"blacklist a block", "template {\n  function_blacklist { x = 1 }\n}\n", "x.hcl:2:22: template.function_blacklist: want a list of strings"},
+		{"sandbox_path a number", "template {\n  sandbox_path = 1\n}\n", "x.hcl:2:18: template.sandbox_path: want a string"},
+		{"sandbox_path a list", "template {\n  sandbox_path = [\"/s\"]\n}\n", "x.hcl:2:18: template.sandbox_path: want a string"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -268,6 +273,52 @@ func TestParseHCLErrors(t *testing.T) {
 				t.Fatalf("error = %v, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestParseHCLDenylistAndSandbox: function_denylist takes a list or, as
+// consul-template's decoder allows, a comma-separated string; the old name
+// function_blacklist and a key given twice add to it.
+func TestParseHCLDenylistAndSandbox(t *testing.T) {
+	tests := []struct {
+		name, text  string
+		wantDeny    []string
+		wantSandbox string
+	}{
+		{"list", `function_denylist = ["env", "sprig_*"]`, []string{"env", "sprig_*"}, ""},
+		{"comma string", `function_denylist = "env,file"`, []string{"env", "file"}, ""},
+		{"items not trimmed", `function_denylist = "env, file"`, []string{"env", " file"}, ""},
+		{"empty string", `function_denylist = ""`, nil, ""},
+		{"empty list", `function_denylist = []`, nil, ""},
+		{"old name", `function_blacklist = ["plugin"]`, []string{"plugin"}, ""},
+		{"both names", "function_denylist = [\"env\"]\nfunction_blacklist = [\"file\"]", []string{"env", "file"}, ""},
+		{"given twice", "function_denylist = [\"env\"]\nfunction_denylist = [\"file\"]", []string{"env", "file"}, ""},
+		{"sandbox", `sandbox_path = "/srv/data"`, nil, "/srv/data"},
+		{"heredoc sandbox", "sandbox_path = <<EOF\n/srv\nEOF", nil, "/srv\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			text := "template {\n  contents = \"x\"\n  " + tt.text + "\n}\n"
+			c, err := Parse("x.hcl", []byte(text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := c.Templates[0]
+			if strings.Join(got.FunctionDenylist, "|") != strings.Join(tt.wantDeny, "|") || len(got.FunctionDenylist) != len(tt.wantDeny) {
+				t.Errorf("denylist %q, want %q", got.FunctionDenylist, tt.wantDeny)
+			}
+			if got.SandboxPath != tt.wantSandbox {
+				t.Errorf("sandbox %q, want %q", got.SandboxPath, tt.wantSandbox)
+			}
+		})
+	}
+	js := `{"template": [{"contents": "x", "function_blacklist": ["env"], "sandbox_path": "/s"}]}`
+	c, err := Parse("c.json", []byte(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Templates[0]; strings.Join(got.FunctionDenylist, ",") != "env" || got.SandboxPath != "/s" {
+		t.Errorf("json: denylist %q sandbox %q", got.FunctionDenylist, got.SandboxPath)
 	}
 }
 

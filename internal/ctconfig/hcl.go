@@ -22,16 +22,13 @@ import (
 // refused are consul-template options autopilot does not provide, with the
 // reason, by block path. Naming them is an error that says why.
 var refused = map[string]string{
-	"vault":                       "Vault is not supported by autopilot: it only reads Consul",
-	"nomad":                       "Nomad is not supported by autopilot: it only reads Consul",
-	"deduplicate":                 "dedup mode is not supported: autopilot already makes one blocking query per unique dependency",
-	"syslog":                      "syslog is not supported: autopilot logs to stderr",
-	"log_file":                    "log_file is not supported: autopilot logs to stderr",
-	"err_on_failed_lookup":        "err_on_failed_lookup is not supported",
-	"consul.namespace":            "Consul Enterprise namespaces are not supported",
-	"template.function_denylist":  "function_denylist is not supported",
-	"template.function_blacklist": "function_blacklist is not supported",
-	"template.sandbox_path":       "sandbox_path is not supported",
+	"vault":                "Vault is not supported by autopilot: it only reads Consul",
+	"nomad":                "Nomad is not supported by autopilot: it only reads Consul",
+	"deduplicate":          "dedup mode is not supported: autopilot already makes one blocking query per unique dependency",
+	"syslog":               "syslog is not supported: autopilot logs to stderr",
+	"log_file":             "log_file is not supported: autopilot logs to stderr",
+	"err_on_failed_lookup": "err_on_failed_lookup is not supported",
+	"consul.namespace":     "Consul Enterprise namespaces are not supported",
 }
 
 // FromPath reads a config file, or every file of a directory in name order
@@ -345,7 +342,8 @@ func (p *parser) template(it *ast.ObjectItem) (*Template, error) {
 	}
 	t := &Template{At: p.at(it)}
 	known := []string{"source", "destination", "contents", "command", "command_timeout", "perms", "backup", "wait",
-		"left_delimiter", "right_delimiter", "error_on_missing_key", "create_dest_dirs", "user", "group", "uid", "gid", "error_fatal", "exec"}
+		"left_delimiter", "right_delimiter", "error_on_missing_key", "create_dest_dirs", "user", "group", "uid", "gid", "error_fatal",
+		"function_denylist", "function_blacklist", "sandbox_path", "exec"}
 	var ex *Exec // the template's exec { }: its command and timeout win over command and command_timeout
 	err = p.items(obj, "template", known, func(key, path string, it *ast.ObjectItem) (err error) {
 		switch key {
@@ -389,6 +387,14 @@ func (p *parser) template(it *ast.ObjectItem) (*Template, error) {
 			err = p.alwaysFatal(it, path)
 		case "exec":
 			ex, err = p.exec(it, path)
+		case "function_denylist", "function_blacklist":
+			// consul-template combines the two (function_blacklist is the
+			// name before v0.25); a key given twice in a block adds to it.
+			var pats []string
+			pats, err = p.stringList(it, path)
+			t.FunctionDenylist = append(t.FunctionDenylist, pats...)
+		case "sandbox_path":
+			t.SandboxPath, err = p.str(it, path)
 		}
 		return err
 	})
@@ -450,7 +456,7 @@ func (p *parser) env(e *Env, it *ast.ObjectItem, block string) error {
 			e.Pristine, err = ptr(p.boolean(it, path))
 			return err
 		case "custom":
-			if list, err = p.strings(it, path); err == nil {
+			if list, err = p.stringList(it, path); err == nil {
 				for _, kv := range list {
 					if !strings.Contains(kv, "=") {
 						return p.errf(it.Val, path, "%q: want NAME=VALUE", kv)
@@ -459,38 +465,14 @@ func (p *parser) env(e *Env, it *ast.ObjectItem, block string) error {
 				e.Custom = append(e.Custom, list...)
 			}
 		case "allowlist", "whitelist":
-			list, err = p.strings(it, path)
+			list, err = p.stringList(it, path)
 			e.Allowlist = append(e.Allowlist, list...)
 		case "denylist", "blacklist":
-			list, err = p.strings(it, path)
+			list, err = p.stringList(it, path)
 			e.Denylist = append(e.Denylist, list...)
 		}
 		return err
 	})
-}
-
-// strings reads a list of strings; one string is split at commas, as
-// consul-template's decoder (mapstructure's StringToSliceHookFunc) does.
-func (p *parser) strings(it *ast.ObjectItem, path string) ([]string, error) {
-	if s, ok := literal(it.Val, token.STRING); ok {
-		if s == "" {
-			return nil, nil
-		}
-		return strings.Split(s, ","), nil
-	}
-	list, ok := it.Val.(*ast.ListType)
-	if !ok {
-		return nil, p.errf(it.Val, path, "want a list of strings")
-	}
-	out := make([]string, 0, len(list.List))
-	for _, n := range list.List {
-		s, ok := literal(n, token.STRING)
-		if !ok {
-			return nil, p.errf(n, path, "want a string")
-		}
-		out = append(out, s)
-	}
-	return out, nil
 }
 
 // ptr points at v, for the optional fields of a Config (nil: not set), so a
@@ -614,6 +596,31 @@ func (p *parser) command(it *ast.ObjectItem, path string) ([]string, error) {
 		return nil, p.errf(it.Val, path, "empty command")
 	}
 	return argv, nil
+}
+
+// stringList reads a list of strings or, as consul-template's decoder
+// allows, one string of comma-separated items ("" is no items; items are
+// not trimmed).
+func (p *parser) stringList(it *ast.ObjectItem, path string) ([]string, error) {
+	if s, ok := literal(it.Val, token.STRING); ok {
+		if s == "" {
+			return nil, nil
+		}
+		return strings.Split(s, ","), nil
+	}
+	list, ok := it.Val.(*ast.ListType)
+	if !ok {
+		return nil, p.errf(it.Val, path, "want a list of strings")
+	}
+	var out []string
+	for _, n := range list.List {
+		s, ok := literal(n, token.STRING)
+		if !ok {
+			return nil, p.errf(n, path, "want a string")
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 func (p *parser) object(it *ast.ObjectItem, path string) (*ast.ObjectList, error) {

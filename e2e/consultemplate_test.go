@@ -382,6 +382,81 @@ template {
   error_on_missing_key = true
 }
 `,
+		// function_denylist and sandbox_path: a denied function fails the
+		// render when called, not when merely allowed by the text; file
+		// reads only what resolves (symlinks followed) inside the sandbox.
+		"denied.hcl": `
+consul { address = "CONSUL" }
+template {
+  contents          = "{{ key \"app/port\" }} {{ env \"HOME\" }}"
+  destination       = "out/denied.txt"
+  function_denylist = ["env"]
+}
+`,
+		"denied-unused.hcl": `
+consul { address = "CONSUL" }
+template {
+  source            = "web.ctmpl"
+  destination       = "out/web.conf"
+  function_denylist = ["env", "sprig_*", "plugin", "writeToFile", "executeTemplate"]
+}
+`,
+		"denied-glob.hcl": `
+consul { address = "CONSUL" }
+template {
+  contents           = "{{ key \"app/port\" }}{{ if false }}{{ secret \"x\" }}{{ end }} {{ toUpper \"a\" }}"
+  destination        = "out/glob.txt"
+  function_denylist  = ["secret"]
+  function_blacklist = "sprig_*,plugin"
+}
+`,
+		"denied-sprig.hcl": `
+consul { address = "CONSUL" }
+template {
+  contents           = "{{ key \"app/port\" }} {{ sprig_upper \"a\" }}"
+  destination        = "out/sprig.txt"
+  function_blacklist = "env,sprig_*"
+}
+`,
+		"sandbox.hcl": `
+consul { address = "CONSUL" }
+template {
+  contents     = "{{ file \"sandbox/in.txt\" }}{{ file \"sandbox/sub/../link-in\" }}{{ key \"app/port\" }}"
+  destination  = "out/sandboxed.txt"
+  sandbox_path = "sandbox"
+}
+template {
+  contents     = "{{ file \"HERE/sandbox/in.txt\" }}"
+  destination  = "out/absolute.txt"
+  sandbox_path = "HERE/sandbox/"
+}
+`,
+		"sandbox-outside.hcl": `
+consul { address = "CONSUL" }
+template {
+  contents     = "{{ key \"app/port\" }}{{ file \"sandbox/../secret.txt\" }}"
+  destination  = "out/outside.txt"
+  sandbox_path = "sandbox"
+}
+`,
+		"sandbox-symlink.hcl": `
+consul { address = "CONSUL" }
+template {
+  contents     = "{{ key \"app/port\" }}{{ file \"HERE/sandbox/escape\" }}"
+  destination  = "out/escape.txt"
+  sandbox_path = "HERE/sandbox"
+}
+`,
+		"sandbox/in.txt":    "inside\n",
+		"sandbox/sub/x.txt": "x\n",
+		"secret.txt":        "secret\n",
+		"denylist-bad.hcl":  "template {\n  contents = \"x\"\n  destination = \"out/x\"\n  function_denylist = [1]\n}\n",
+	}
+	// links are symlinks made next to the files: one leaving the sandbox,
+	// one that stays inside it.
+	links := map[string]string{
+		"sandbox/escape":  "../secret.txt",
+		"sandbox/link-in": "in.txt",
 	}
 	cases := []struct {
 		name string
@@ -433,14 +508,30 @@ template {
 		{"retry block", []string{"-once", "-config", "retry.hcl"}},
 		{"quoted retry attempts", []string{"-once", "-config", "badretry.hcl", "-consul-addr", "DEAD"}},
 		{"bad -consul-retry-attempts", []string{"-once", "-consul-addr", "DEAD", "-consul-retry-attempts", "x", "-template", "web.ctmpl:out/x"}},
+		{"denied function called", []string{"-once", "-config", "denied.hcl"}},
+		{"denied functions not called", []string{"-once", "-config", "denied-unused.hcl"}},
+		{"denylist globs and old name", []string{"-once", "-config", "denied-glob.hcl"}},
+		{"denylist glob called", []string{"-once", "-config", "denied-sprig.hcl"}},
+		{"denylist of numbers", []string{"-once", "-config", "denylist-bad.hcl"}},
+		{"sandbox allows inside", []string{"-once", "-config", "sandbox.hcl"}},
+		{"sandbox refuses outside", []string{"-once", "-config", "sandbox-outside.hcl"}},
+		{"sandbox refuses a symlink out", []string{"-once", "-config", "sandbox-symlink.hcl"}},
 	}
 	// A closed loopback port: nothing listens on port 1.
 	const dead = "127.0.0.1:1"
 	setup := func(t *testing.T) string {
 		dir := t.TempDir()
 		for name, text := range files {
-			text = strings.ReplaceAll(strings.ReplaceAll(text, "CONSUL", agent.HTTPAddr), "DEAD", dead)
+			text = strings.NewReplacer("CONSUL", agent.HTTPAddr, "DEAD", dead, "HERE", dir).Replace(text)
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+				t.Fatal(err)
+			}
 			if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for name, target := range links {
+			if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -36,7 +36,7 @@ func TestConsulTemplateNameOffline(t *testing.T) {
 	}
 	write("vault.ctmpl", "{{ with secret \"secret/x\" }}{{ .Data.password }}{{ end }}\n")
 	write("ok.ctmpl", "{{ key \"k\" }}\n")
-	write("bad.hcl", "template {\n  source = \"ok.ctmpl\"\n  destination = \"out\"\n  exec { command = \"x\" }\n}\n")
+	write("bad.hcl", "template {\n  source = \"ok.ctmpl\"\n  destination = \"out\"\n}\nconsul {\n  namespace = \"ns\"\n}\n")
 	write("deny.hcl", "template {\n  contents = \"{{ env \\\"HOME\\\" }}\"\n  destination = \"out\"\n  function_denylist = [\"env\"]\n}\n")
 	write("sandbox.hcl", "template {\n  contents = \"{{ file \\\"ok.ctmpl\\\" }}\"\n  destination = \"out\"\n  sandbox_path = \"sandbox\"\n}\n")
 	if err := os.Mkdir(filepath.Join(dir, "sandbox"), 0o755); err != nil {
@@ -55,7 +55,7 @@ func TestConsulTemplateNameOffline(t *testing.T) {
 		{"vault template", []string{"-once", "-consul-addr", "127.0.0.1:1", "-template", "vault.ctmpl:out"}, ctExitRunnerError, "", "vault.ctmpl:1:9: secret: Vault is not supported by autopilot"},
 		{"vault template parse-only", []string{"-parse-only", "-template", "vault.ctmpl:out"}, ctExitConfigError, "", "secret: Vault is not supported"},
 		{"parse-only", []string{"-parse-only", "-template", "ok.ctmpl:out"}, ctExitOK, "", ""},
-		{"refused option in a config", []string{"-once", "-config", "bad.hcl"}, ctExitConfigError, "", "bad.hcl:4:3: template.exec: a per-template exec is not supported"},
+		{"refused option in a config", []string{"-once", "-config", "bad.hcl"}, ctExitConfigError, "", "bad.hcl:6:3: consul.namespace: Consul Enterprise namespaces are not supported"},
 		{"denied function", []string{"-once", "-consul-addr", "127.0.0.1:1", "-config", "deny.hcl"}, ctExitRunnerError, "", "error calling env: function is disabled"},
 		{"file outside the sandbox", []string{"-once", "-consul-addr", "127.0.0.1:1", "-config", "sandbox.hcl"}, ctExitRunnerError, "", "error calling file: 'ok.ctmpl' is outside of sandbox"},
 		{"no templates", []string{"-once"}, ctExitConfigError, "", "no templates given"},

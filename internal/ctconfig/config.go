@@ -9,9 +9,11 @@
 package ctconfig
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"math"
+	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,14 +34,19 @@ type Config struct {
 	ReloadSignal *syscall.Signal
 	PidFile      *string
 	Exec         *Exec
+	// BlockQueryWait is block_query_wait: how long Consul may hold each
+	// blocking query (consul-template's default is 1m; 0 sends none, so
+	// Consul's own default applies).
+	BlockQueryWait *time.Duration
 	// DefaultDelims are default_delimiters { left, right }, for templates
 	// that set none.
 	LeftDelim, RightDelim *string
 	// Once, Dry and ParseOnly come from flags only (consul-template has no
 	// config keys for them).
 	Once, Dry bool
-	// Warnings are options accepted with a note (consul.transport):
-	// the CLI logs them, so nothing is ignored silently.
+	// Warnings are notes about options accepted but not (fully) honoured:
+	// the CLI logs them, so nothing is ignored silently. (consul.transport
+	// and block_query_wait were the last; none is produced today.)
 	Warnings []string
 }
 
@@ -50,6 +57,124 @@ type Consul struct {
 	TokenFile *string
 	SSL       SSL
 	Retry     Retry
+	Auth      Auth
+	Transport Transport
+}
+
+// DefaultBlockQueryWait is consul-template's block_query_wait default
+// (config/config.go DefaultBlockQueryWaitTime).
+const DefaultBlockQueryWait = time.Minute
+
+// BlockQueryWaitOrDefault is block_query_wait, or consul-template's default
+// when it is not set.
+func (c *Config) BlockQueryWaitOrDefault() time.Duration {
+	if c.BlockQueryWait != nil {
+		return *c.BlockQueryWait
+	}
+	return DefaultBlockQueryWait
+}
+
+// Auth is consul { auth { } } or -consul-auth: HTTP basic auth for every
+// request to Consul. Its String never shows the password, so a Config can
+// be printed.
+type Auth struct {
+	Enabled  *bool
+	Username *string
+	Password *string
+}
+
+// ErrAuthEmpty is -consul-auth given an empty value, refused as
+// consul-template refuses it.
+var ErrAuthEmpty = errors.New("auth: cannot be empty")
+
+// ParseAuth parses -consul-auth's "username[:password]" as consul-template's
+// ParseAuthConfig does: the first colon splits, so a password may hold
+// colons; without one the password is left unset (an earlier layer's, or
+// empty). Enabled is left unset too: a username or password turns it on.
+func ParseAuth(s string) (Auth, error) {
+	if s == "" {
+		return Auth{}, ErrAuthEmpty
+	}
+	user, pass, ok := strings.Cut(s, ":")
+	a := Auth{Username: &user}
+	if ok {
+		a.Password = &pass
+	}
+	return a, nil
+}
+
+// On reports whether basic auth is sent: enabled when set, else whether a
+// non-empty username or password is given (consul-template's
+// AuthConfig.Finalize). When it is off, CONSUL_HTTP_AUTH still applies, as
+// it does there (consul/api reads it).
+func (a Auth) On() bool {
+	if a.Enabled != nil {
+		return *a.Enabled
+	}
+	return a.Username != nil && *a.Username != "" || a.Password != nil && *a.Password != ""
+}
+
+// Credentials returns the username and password, empty when not set.
+func (a Auth) Credentials() (username, password string) {
+	if a.Username != nil {
+		username = *a.Username
+	}
+	if a.Password != nil {
+		password = *a.Password
+	}
+	return username, password
+}
+
+// String describes a without its password.
+func (a Auth) String() string {
+	user, pass := a.Credentials()
+	if pass != "" {
+		pass = "(hidden)"
+	}
+	return fmt.Sprintf("{on:%t username:%q password:%s}", a.On(), user, pass)
+}
+
+// Transport is consul { transport { } } or -consul-transport-*: the Consul
+// client's connections. A nil field was not set.
+type Transport struct {
+	DialKeepAlive       *time.Duration
+	DialTimeout         *time.Duration
+	DisableKeepAlives   *bool
+	IdleConnTimeout     *time.Duration
+	MaxIdleConns        *int
+	MaxIdleConnsPerHost *int
+	MaxConnsPerHost     *int
+	TLSHandshakeTimeout *time.Duration
+}
+
+// consul-template's connection-pool defaults (config/transport.go).
+const (
+	defaultIdleConnTimeout     = 5 * time.Second
+	defaultMaxIdleConns        = 0 // no limit
+	defaultMaxIdleConnsPerHost = 100
+	defaultMaxConnsPerHost     = 0 // no limit
+	defaultTLSHandshakeTimeout = 10 * time.Second
+)
+
+// ApplyPool sets t's connection-pool fields as consul-template's client
+// does (dependency/client_set.go CreateConsulClient): the given options,
+// and consul-template's defaults for the rest. The dial options are not
+// here: the caller's dialer takes them.
+func (tr Transport) ApplyPool(t *http.Transport) {
+	t.DisableKeepAlives = tr.DisableKeepAlives != nil && *tr.DisableKeepAlives
+	t.IdleConnTimeout = or(tr.IdleConnTimeout, defaultIdleConnTimeout)
+	t.MaxIdleConns = or(tr.MaxIdleConns, defaultMaxIdleConns)
+	t.MaxIdleConnsPerHost = or(tr.MaxIdleConnsPerHost, defaultMaxIdleConnsPerHost)
+	t.MaxConnsPerHost = or(tr.MaxConnsPerHost, defaultMaxConnsPerHost)
+	t.TLSHandshakeTimeout = or(tr.TLSHandshakeTimeout, defaultTLSHandshakeTimeout)
+}
+
+// or is *p, or def when p is nil.
+func or[T any](p *T, def T) T {
+	if p != nil {
+		return *p
+	}
+	return def
 }
 
 // Retry is consul { retry { } } or the -consul-retry* flags: how a failed
@@ -246,6 +371,19 @@ func (c *Config) Merge(o *Config) {
 	set(&c.Consul.Retry.Attempts, o.Consul.Retry.Attempts)
 	set(&c.Consul.Retry.Backoff, o.Consul.Retry.Backoff)
 	set(&c.Consul.Retry.MaxBackoff, o.Consul.Retry.MaxBackoff)
+	set(&c.Consul.Auth.Enabled, o.Consul.Auth.Enabled)
+	set(&c.Consul.Auth.Username, o.Consul.Auth.Username)
+	set(&c.Consul.Auth.Password, o.Consul.Auth.Password)
+	ct, ot := &c.Consul.Transport, o.Consul.Transport
+	set(&ct.DialKeepAlive, ot.DialKeepAlive)
+	set(&ct.DialTimeout, ot.DialTimeout)
+	set(&ct.DisableKeepAlives, ot.DisableKeepAlives)
+	set(&ct.IdleConnTimeout, ot.IdleConnTimeout)
+	set(&ct.MaxIdleConns, ot.MaxIdleConns)
+	set(&ct.MaxIdleConnsPerHost, ot.MaxIdleConnsPerHost)
+	set(&ct.MaxConnsPerHost, ot.MaxConnsPerHost)
+	set(&ct.TLSHandshakeTimeout, ot.TLSHandshakeTimeout)
+	set(&c.BlockQueryWait, o.BlockQueryWait)
 	c.Templates = append(c.Templates, o.Templates...)
 	set(&c.Wait, o.Wait)
 	set(&c.LogLevel, o.LogLevel)

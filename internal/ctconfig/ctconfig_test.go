@@ -1,8 +1,11 @@
 package ctconfig
 
 import (
+	"errors"
+	"fmt"
 	"io/fs"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,7 +55,9 @@ func TestParseFlags(t *testing.T) {
 		"-wait", "2s", "-max-stale", "0s", "-kill-signal", "sigterm", "-reload-signal", "SIGUSR1", "-log-level", "err",
 		"-exec", "app --flag", "-exec-reload-signal", "SIGHUP", "-exec-kill-timeout", "3s", "-config", "a.hcl", "-config", "dir",
 		"-consul-token", "secret", "-consul-ssl", "-consul-ssl-verify=false", "-dry", "-consul-retry-attempts", "3",
-		"-consul-retry-backoff", "1s", "-consul-retry-max-backoff", "0", "-consul-transport-dial-timeout", "5s"})
+		"-consul-retry-backoff", "1s", "-consul-retry-max-backoff", "0", "-consul-transport-dial-timeout", "5s",
+		"-consul-auth", "alice:pa:ss", "-consul-transport-dial-keep-alive", "7s", "-consul-transport-disable-keep-alives",
+		"-consul-transport-max-idle-conns-per-host", "9", "-consul-transport-tls-handshake-timeout", "3s"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +79,165 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("config paths %v", fl.ConfigPaths)
 	case *c.Consul.Retry.Attempts != 3 || *c.Consul.Retry.Backoff != time.Second || *c.Consul.Retry.MaxBackoff != 0 || c.Consul.Retry.Enabled != nil:
 		t.Errorf("retry %+v", c.Consul.Retry)
-	case len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "-consul-transport-dial-timeout=5s is not used"):
+	case *c.Consul.Auth.Username != "alice" || *c.Consul.Auth.Password != "pa:ss" || c.Consul.Auth.Enabled != nil || !c.Consul.Auth.On():
+		t.Errorf("auth %v", c.Consul.Auth)
+	case *c.Consul.Transport.DialTimeout != 5*time.Second || *c.Consul.Transport.DialKeepAlive != 7*time.Second ||
+		!*c.Consul.Transport.DisableKeepAlives || *c.Consul.Transport.MaxIdleConnsPerHost != 9 ||
+		*c.Consul.Transport.TLSHandshakeTimeout != 3*time.Second || c.Consul.Transport.IdleConnTimeout != nil:
+		t.Errorf("transport %+v", c.Consul.Transport)
+	case len(c.Warnings) != 0:
 		t.Errorf("warnings %v", c.Warnings)
+	}
+}
+
+// TestParseAuth follows consul-template's ParseAuthConfig and
+// AuthConfig.Finalize: the first colon splits, no colon leaves the
+// password unset, and auth is on when a username or password is non-empty.
+func TestParseAuth(t *testing.T) {
+	tests := []struct {
+		in         string
+		user, pass string
+		hasPass    bool
+		on         bool
+		wantError  string
+	}{
+		{in: "alice:s3cret", user: "alice", pass: "s3cret", hasPass: true, on: true},
+		{in: "alice", user: "alice", on: true},
+		{in: "alice:", user: "alice", hasPass: true, on: true},
+		{in: ":s3cret", pass: "s3cret", hasPass: true, on: true},
+		{in: "a:b:c", user: "a", pass: "b:c", hasPass: true, on: true},
+		{in: ":", hasPass: true, on: false}, // nothing given: consul-template sends no auth
+		{in: "", wantError: "auth: cannot be empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			a, err := ParseAuth(tt.in)
+			if tt.wantError != "" {
+				if !errors.Is(err, ErrAuthEmpty) || err.Error() != tt.wantError {
+					t.Fatalf("error = %v, want %q", err, tt.wantError)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			user, pass := a.Credentials()
+			if user != tt.user || pass != tt.pass || (a.Password != nil) != tt.hasPass || a.On() != tt.on || a.Enabled != nil {
+				t.Errorf("got %q %q (password set %v) on %v, want %q %q (%v) on %v", user, pass, a.Password != nil, a.On(), tt.user, tt.pass, tt.hasPass, tt.on)
+			}
+		})
+	}
+}
+
+// TestAuthMerge: a later layer wins field by field, as consul-template's
+// AuthConfig.Merge, so `enabled = false` in a file keeps a -consul-auth
+// flag from turning auth on; and printing a Config never shows a password.
+func TestAuthMerge(t *testing.T) {
+	file, err := Parse("x.hcl", []byte("consul {\n  auth {\n    enabled = false\n    username = \"a\"\n    password = \"file-secret\"\n  }\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if file.Consul.Auth.On() {
+		t.Errorf("auth { enabled = false } is on: %v", file.Consul.Auth)
+	}
+	fl, err := ParseFlags([]string{"-consul-auth", "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file.Merge(fl.Config)
+	user, pass := file.Consul.Auth.Credentials()
+	if file.Consul.Auth.On() || user != "b" || pass != "file-secret" {
+		t.Errorf("merged auth on %v, %q %q; want off, b, file-secret", file.Consul.Auth.On(), user, pass)
+	}
+	enabled := true
+	file.Merge(&Config{Consul: Consul{Auth: Auth{Enabled: &enabled}}})
+	if !file.Consul.Auth.On() {
+		t.Error("enabled = true in a later layer did not turn auth on")
+	}
+	for _, s := range []string{fmt.Sprint(file.Consul), fmt.Sprintf("%+v", file.Consul), fmt.Sprintf("%v", *file)} {
+		if strings.Contains(s, "file-secret") {
+			t.Fatalf("password printed: %s", s)
+		}
+	}
+}
+
+// TestTransportApplyPool: given options are set, the rest take
+// consul-template's defaults (config/transport.go).
+func TestTransportApplyPool(t *testing.T) {
+	var got http.Transport
+	Transport{}.ApplyPool(&got)
+	if got.DisableKeepAlives || got.IdleConnTimeout != 5*time.Second || got.MaxIdleConns != 0 || got.MaxIdleConnsPerHost != 100 ||
+		got.MaxConnsPerHost != 0 || got.TLSHandshakeTimeout != 10*time.Second {
+		t.Errorf("defaults: %+v", &got)
+	}
+	c, err := Parse("x.hcl", []byte(`consul {
+  transport {
+    dial_keep_alive         = "20s"
+    dial_timeout            = "4s"
+    disable_keep_alives     = true
+    idle_conn_timeout       = "1m"
+    max_idle_conns          = 7
+    max_idle_conns_per_host = 3
+    max_conns_per_host      = 2
+    tls_handshake_timeout   = "2s"
+  }
+}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := c.Consul.Transport
+	got = http.Transport{}
+	tr.ApplyPool(&got)
+	if !got.DisableKeepAlives || got.IdleConnTimeout != time.Minute || got.MaxIdleConns != 7 || got.MaxIdleConnsPerHost != 3 ||
+		got.MaxConnsPerHost != 2 || got.TLSHandshakeTimeout != 2*time.Second {
+		t.Errorf("set: %+v", &got)
+	}
+	if *tr.DialKeepAlive != 20*time.Second || *tr.DialTimeout != 4*time.Second {
+		t.Errorf("dial options %v %v", *tr.DialKeepAlive, *tr.DialTimeout)
+	}
+	// A later layer (the flags) wins field by field.
+	fl, err := ParseFlags([]string{"-consul-transport-max-idle-conns-per-host", "50", "-consul-transport-disable-keep-alives=false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Merge(fl.Config)
+	got = http.Transport{}
+	c.Consul.Transport.ApplyPool(&got)
+	if got.DisableKeepAlives || got.MaxIdleConnsPerHost != 50 || got.MaxIdleConns != 7 {
+		t.Errorf("merged: %+v", &got)
+	}
+}
+
+// TestParseJSONConsulClient: the JSON spelling of the same options.
+func TestParseJSONConsulClient(t *testing.T) {
+	js := `{"consul": {"address": "a:1", "auth": {"username": "u", "password": "p"}, "transport": {"max_idle_conns": 3, "dial_timeout": "2s"}},
+  "block_query_wait": "2m"}`
+	c, err := Parse("c.json", []byte(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, pass := c.Consul.Auth.Credentials()
+	if !c.Consul.Auth.On() || user != "u" || pass != "p" || *c.Consul.Transport.MaxIdleConns != 3 ||
+		*c.Consul.Transport.DialTimeout != 2*time.Second || c.BlockQueryWaitOrDefault() != 2*time.Minute {
+		t.Errorf("auth %v transport %+v block_query_wait %v", c.Consul.Auth, c.Consul.Transport, c.BlockQueryWaitOrDefault())
+	}
+}
+
+func TestBlockQueryWait(t *testing.T) {
+	c, err := Parse("x.hcl", []byte("block_query_wait = \"90s\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.BlockQueryWaitOrDefault(); got != 90*time.Second || len(c.Warnings) != 0 {
+		t.Errorf("block_query_wait = %v (warnings %q), want 90s", got, c.Warnings)
+	}
+	if got := (&Config{}).BlockQueryWaitOrDefault(); got != time.Minute {
+		t.Errorf("default = %v, want consul-template's 1m", got)
+	}
+	c.Merge(&Config{})
+	if got := c.BlockQueryWaitOrDefault(); got != 90*time.Second {
+		t.Errorf("after merging an empty layer: %v", got)
 	}
 }
 
@@ -89,7 +251,15 @@ func TestParseFlagsErrors(t *testing.T) {
 		{[]string{"-syslog", "-vault-renew-token"}, "-syslog: syslog is not supported"},
 		{[]string{"-exec-env-custom", "NOEQUALS"}, `-exec-env-custom: "NOEQUALS": want NAME=VALUE`},
 		{[]string{"-exec-env-pristine=maybe"}, "want true or false"},
-		{[]string{"-consul-auth", "u:p"}, "CONSUL_HTTP_AUTH"},
+		{[]string{"-consul-auth="}, `invalid value "" for flag -consul-auth: auth: cannot be empty`},
+		{[]string{"-consul-transport-max-idle-conns-per-host", "x"}, "-consul-transport-max-idle-conns-per-host: want a whole number"},
+		{[]string{"-consul-transport-max-idle-conns-per-host", "4294967296"}, "want a whole number"}, // consul-template parses 32 bits
+		{[]string{"-consul-transport-dial-timeout", "soon"}, `-consul-transport-dial-timeout: "soon" is not a duration`},
+		{[]string{"-consul-transport-tls-handshake-timeout", "-1s"}, "must not be negative"},
+		{[]string{"-consul-transport-disable-keep-alives=maybe"}, "want true or false"},
+		// Config-file only in consul-template.
+		{[]string{"-consul-transport-max-conns-per-host", "3"}, "flag provided but not defined: -consul-transport-max-conns-per-host"},
+		{[]string{"-block-query-wait", "1m"}, "flag provided but not defined: -block-query-wait"},
 		{[]string{"-template", ""}, "empty specification"},
 		{[]string{"-wait", "5s:1s"}, "max is less than min"},
 		{[]string{"-wait", "1:2:3"}, "want MIN or MIN:MAX"},
@@ -240,7 +410,18 @@ func TestParseHCLErrors(t *testing.T) {
 		{"exec env unknown", "exec {\n  env { allow = [] }\n}\n", "x.hcl:2:9: exec.env.allow: unknown option (want one of pristine, custom, allowlist, denylist"},
 		{"exec timeout", "exec {\n  timeout = 5\n}\n", "exec.timeout: want a duration string"},
 		{"consul namespace", "consul {\n  namespace = \"ns\"\n}\n", "consul.namespace: Consul Enterprise namespaces"},
-		{"consul auth", "consul {\n  auth { enabled = true }\n}\n", "consul.auth: basic auth is not supported"},
+		{"consul auth string", "consul {\n  auth = \"u:p\"\n}\n", "x.hcl:2:10: consul.auth: want a block { enabled, username, password }"},
+		{"consul auth unknown key", "consul {\n  auth {\n    user = \"u\"\n  }\n}\n", "x.hcl:3:5: consul.auth.user: unknown option (want one of enabled, username, password)"},
+		{"consul auth number", "consul {\n  auth { username = 5 }\n}\n", "x.hcl:2:21: consul.auth.username: want a string"},
+		{"consul auth bad enabled", "consul {\n  auth { enabled = 1 }\n}\n", "x.hcl:2:20: consul.auth.enabled: want true or false"},
+		{"transport string", "consul {\n  transport = \"x\"\n}\n", "x.hcl:2:15: consul.transport: want a block"},
+		{"transport unknown key", "consul {\n  transport {\n    max_conns = 1\n  }\n}\n", "x.hcl:3:5: consul.transport.max_conns: unknown option (want one of dial_keep_alive"},
+		{"transport quoted count", "consul {\n  transport { max_idle_conns = \"3\" }\n}\n", "x.hcl:2:32: consul.transport.max_idle_conns: want a whole number"},
+		{"transport bad duration", "consul {\n  transport { dial_timeout = \"soon\" }\n}\n", "x.hcl:2:30: consul.transport.dial_timeout: \"soon\" is not a duration"},
+		{"transport number duration", "consul {\n  transport { idle_conn_timeout = 5 }\n}\n", "consul.transport.idle_conn_timeout: want a duration string"},
+		{"transport bad bool", "consul {\n  transport { disable_keep_alives = \"maybe\" }\n}\n", "consul.transport.disable_keep_alives: want true or false"},
+		{"block_query_wait negative", "block_query_wait = \"-1s\"\n", "x.hcl:1:20: block_query_wait: \"-1s\": a duration must not be negative"},
+		{"block_query_wait number", "block_query_wait = 60\n", "x.hcl:1:20: block_query_wait: want a duration string"},
 		{"label", "template \"x\" {\n}\n", "x.hcl:1:10: template: unexpected label"},
 		{"bad perms", "template {\n  perms = \"rw-\"\n}\n", "x.hcl:2:11: template.perms: \"rw-\" is not an octal mode"},
 		{"bad duration", "max_stale = \"soon\"\n", "x.hcl:1:13: max_stale: \"soon\" is not a duration"},

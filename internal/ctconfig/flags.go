@@ -31,7 +31,6 @@ var refusedFlags = []struct{ prefix, why string }{
 	{"syslog", "syslog is not supported: autopilot logs to stderr"},
 	{"log-file", "log files are not supported: autopilot logs to stderr"},
 	{"log-rotate-", "log files are not supported: autopilot logs to stderr"},
-	{"consul-auth", "basic auth flags are not supported; put the credentials in CONSUL_HTTP_AUTH"},
 }
 
 // refusedNames lists every refused flag consul-template v0.42.1 has, so that
@@ -49,15 +48,6 @@ var refusedNames = map[string]bool{ // name -> boolean
 	"vault-default-lease-duration": false,
 	"dedup":                        true, "syslog": true, "syslog-facility": false, "syslog-name": false,
 	"log-file": false, "log-rotate-bytes": false, "log-rotate-duration": false, "log-rotate-max-files": false,
-	"consul-auth": false,
-}
-
-// noted are flags accepted for compatibility whose values autopilot does not
-// need; each use adds a warning that the CLI logs.
-var noted = map[string]bool{ // name -> boolean
-	"consul-transport-dial-keep-alive": false, "consul-transport-dial-timeout": false,
-	"consul-transport-disable-keep-alives": true, "consul-transport-max-idle-conns-per-host": false,
-	"consul-transport-tls-handshake-timeout": false,
 }
 
 type funcValue struct {
@@ -96,6 +86,14 @@ func ParseFlags(args []string) (*Flags, error) {
 	// -consul is consul-template's old spelling (before 0.19), still in
 	// published ContainerPilot configs such as the autopilot article's.
 	str("consul", func(s string) error { c.Consul.Address = ptr(s); return nil })
+	str("consul-auth", func(s string) error {
+		a, err := ParseAuth(s)
+		if err != nil {
+			return err
+		}
+		c.Consul.Auth = a // as consul-template: replaces any earlier -consul-auth whole
+		return nil
+	})
 	str("consul-token", func(s string) error { c.Consul.Token = ptr(s); return nil })
 	str("consul-token-file", func(s string) error { c.Consul.TokenFile = ptr(s); return nil })
 	boolean("consul-ssl", func(b bool) error { c.Consul.SSL.Enabled = bptr(b); return nil })
@@ -152,6 +150,22 @@ func ParseFlags(args []string) (*Flags, error) {
 	durFlag("consul-retry-backoff", func(d time.Duration) { c.Consul.Retry.Backoff = &d })
 	durFlag("consul-retry-max-backoff", func(d time.Duration) { c.Consul.Retry.MaxBackoff = &d })
 	durFlag("retry", func(d time.Duration) { c.Consul.Retry.Backoff = &d }) // consul-template's old spelling of -consul-retry-backoff
+	// consul-template has these five -consul-transport-* flags; the
+	// other transport options are config-file only.
+	tr := &c.Consul.Transport
+	durFlag("consul-transport-dial-keep-alive", func(d time.Duration) { tr.DialKeepAlive = &d })
+	durFlag("consul-transport-dial-timeout", func(d time.Duration) { tr.DialTimeout = &d })
+	boolean("consul-transport-disable-keep-alives", func(b bool) error { tr.DisableKeepAlives = bptr(b); return nil })
+	str("consul-transport-max-idle-conns-per-host", func(s string) error {
+		n, err := strconv.ParseInt(s, 10, 32) // consul-template's funcIntVar
+		if err != nil {
+			return errors.New("want a whole number")
+		}
+		v := int(n)
+		tr.MaxIdleConnsPerHost = &v
+		return nil
+	})
+	durFlag("consul-transport-tls-handshake-timeout", func(d time.Duration) { tr.TLSHandshakeTimeout = &d })
 	sigFlag("exec-kill-signal", func(s *syscall.Signal) { execCfg().KillSignal = s })
 	sigFlag("exec-reload-signal", func(s *syscall.Signal) { execCfg().ReloadSignal = s })
 	durFlag("exec-kill-timeout", func(d time.Duration) { execCfg().KillTimeout = &d })
@@ -208,13 +222,6 @@ func ParseFlags(args []string) (*Flags, error) {
 		name := name
 		fs.Var(funcValue{isBool: isBool, set: func(string) error {
 			refusals = append(refusals, fmt.Sprintf("-%s: %s", name, refusalReason(name)))
-			return nil
-		}}, name, "")
-	}
-	for name, isBool := range noted {
-		name := name
-		fs.Var(funcValue{isBool: isBool, set: func(s string) error {
-			c.Warnings = append(c.Warnings, fmt.Sprintf("-%s=%s is not used: autopilot's Consul client has its own deadlines and connection settings", name, s))
 			return nil
 		}}, name, "")
 	}

@@ -233,10 +233,7 @@ func (p *parser) top(c *Config, root *ast.ObjectList) error {
 		case "template_error_fatal":
 			err = p.alwaysFatal(it, path)
 		case "block_query_wait":
-			var d time.Duration
-			if d, err = p.duration(it, path); err == nil {
-				c.Warnings = append(c.Warnings, fmt.Sprintf("%s: block_query_wait %s is not used: autopilot's blocking queries wait Consul's default (5m)", p.at(it), d))
-			}
+			c.BlockQueryWait, err = ptr(p.duration(it, path))
 		}
 		return err
 	})
@@ -260,15 +257,62 @@ func (p *parser) consul(cfg *Config, it *ast.ObjectItem) error {
 		case "ssl":
 			return p.ssl(&c.SSL, it)
 		case "auth":
-			return p.errf(it, path, "basic auth is not supported; put the credentials in CONSUL_HTTP_AUTH")
+			return p.auth(&c.Auth, it)
 		case "retry":
 			return p.retry(&c.Retry, it)
 		case "transport":
-			// Accepted for compatibility and logged: autopilot's client has
-			// its own deadlines and connection settings.
-			if _, err = p.object(it, path); err == nil {
-				cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("%s: %s is not used: autopilot's Consul client has its own deadlines and connection settings", p.at(it), path))
-			}
+			return p.transport(&c.Transport, it)
+		}
+		return err
+	})
+}
+
+// auth reads consul { auth { enabled, username, password } }. As in
+// consul-template it is a block only: "user:pass" is -consul-auth's form.
+func (p *parser) auth(a *Auth, it *ast.ObjectItem) error {
+	obj, err := p.object(it, "consul.auth")
+	if err != nil {
+		return p.errf(it.Val, "consul.auth", "want a block { enabled, username, password } (\"user:pass\" is the -consul-auth flag's form)")
+	}
+	return p.items(obj, "consul.auth", []string{"enabled", "username", "password"}, func(key, path string, it *ast.ObjectItem) (err error) {
+		switch key {
+		case "enabled":
+			a.Enabled, err = ptr(p.boolean(it, path))
+		case "username":
+			a.Username, err = ptr(p.str(it, path))
+		case "password":
+			a.Password, err = ptr(p.str(it, path))
+		}
+		return err
+	})
+}
+
+// transport reads consul { transport { } }: durations, counts and one switch.
+func (p *parser) transport(t *Transport, it *ast.ObjectItem) error {
+	obj, err := p.object(it, "consul.transport")
+	if err != nil {
+		return err
+	}
+	known := []string{"dial_keep_alive", "dial_timeout", "disable_keep_alives", "idle_conn_timeout",
+		"max_idle_conns", "max_idle_conns_per_host", "max_conns_per_host", "tls_handshake_timeout"}
+	return p.items(obj, "consul.transport", known, func(key, path string, it *ast.ObjectItem) (err error) {
+		switch key {
+		case "dial_keep_alive":
+			t.DialKeepAlive, err = ptr(p.duration(it, path))
+		case "dial_timeout":
+			t.DialTimeout, err = ptr(p.duration(it, path))
+		case "disable_keep_alives":
+			t.DisableKeepAlives, err = ptr(p.boolean(it, path))
+		case "idle_conn_timeout":
+			t.IdleConnTimeout, err = ptr(p.duration(it, path))
+		case "max_idle_conns":
+			t.MaxIdleConns, err = ptr(p.integer(it, path))
+		case "max_idle_conns_per_host":
+			t.MaxIdleConnsPerHost, err = ptr(p.integer(it, path))
+		case "max_conns_per_host":
+			t.MaxConnsPerHost, err = ptr(p.integer(it, path))
+		case "tls_handshake_timeout":
+			t.TLSHandshakeTimeout, err = ptr(p.duration(it, path))
 		}
 		return err
 	})

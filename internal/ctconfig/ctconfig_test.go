@@ -209,18 +209,28 @@ func TestTransportApplyPool(t *testing.T) {
 	}
 }
 
-// TestParseJSONConsulClient: the JSON spelling of the same options.
+// TestParseJSONConsulClient: the JSON spelling of the same options, with
+// and without a plain value beside the blocks (HCL's JSON parser folds a
+// block that holds only blocks into a labelled item).
 func TestParseJSONConsulClient(t *testing.T) {
-	js := `{"consul": {"address": "a:1", "auth": {"username": "u", "password": "p"}, "transport": {"max_idle_conns": 3, "dial_timeout": "2s"}},
-  "block_query_wait": "2m"}`
-	c, err := Parse("c.json", []byte(js))
-	if err != nil {
-		t.Fatal(err)
+	for _, consul := range []string{`"address": "a:1", `, ""} {
+		js := `{"consul": {` + consul + `"auth": {"username": "u", "password": "p"}, "transport": {"max_idle_conns": 3, "dial_timeout": "2s"},
+  "ssl": {"enabled": true, "verify": false}, "retry": {"attempts": 2}}, "block_query_wait": "2m"}`
+		c, err := Parse("c.json", []byte(js))
+		if err != nil {
+			t.Fatal(err)
+		}
+		user, pass := c.Consul.Auth.Credentials()
+		if !c.Consul.Auth.On() || user != "u" || pass != "p" || *c.Consul.Transport.MaxIdleConns != 3 ||
+			*c.Consul.Transport.DialTimeout != 2*time.Second || c.BlockQueryWaitOrDefault() != 2*time.Minute ||
+			!*c.Consul.SSL.Enabled || *c.Consul.SSL.Verify || *c.Consul.Retry.Attempts != 2 {
+			t.Errorf("%s: auth %v transport %+v ssl %+v retry %+v block_query_wait %v", js, c.Consul.Auth, c.Consul.Transport,
+				c.Consul.SSL, c.Consul.Retry, c.BlockQueryWaitOrDefault())
+		}
 	}
-	user, pass := c.Consul.Auth.Credentials()
-	if !c.Consul.Auth.On() || user != "u" || pass != "p" || *c.Consul.Transport.MaxIdleConns != 3 ||
-		*c.Consul.Transport.DialTimeout != 2*time.Second || c.BlockQueryWaitOrDefault() != 2*time.Minute {
-		t.Errorf("auth %v transport %+v block_query_wait %v", c.Consul.Auth, c.Consul.Transport, c.BlockQueryWaitOrDefault())
+	// Only JSON is unfolded: in HCL a label stays an error.
+	if _, err := Parse("x.json", []byte(`{"consul": {"ssl": {"bogus": true}}}`)); err == nil || !strings.Contains(err.Error(), "consul.ssl.bogus: unknown option") {
+		t.Errorf("unknown key in a folded JSON block: %v", err)
 	}
 }
 

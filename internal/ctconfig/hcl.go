@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/hashicorp/hcl"
@@ -103,7 +104,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: not a consul-template config", file)
 	}
-	p := &parser{file: file}
+	p := &parser{file: file, json: isJSON(data)}
 	c := &Config{}
 	if err := p.top(c, root); err != nil {
 		return nil, err
@@ -122,7 +123,16 @@ func parseHCL(data []byte) (f *ast.File, err error) {
 	return hcl.ParseBytes(data)
 }
 
-type parser struct{ file string }
+type parser struct {
+	file string
+	json bool // the file is JSON: see items
+}
+
+// isJSON tells JSON from HCL as HCL's own parser does: by a '{' first.
+func isJSON(data []byte) bool {
+	s := strings.TrimLeftFunc(string(data), unicode.IsSpace)
+	return strings.HasPrefix(s, "{")
+}
 
 func (p *parser) at(n ast.Node) string {
 	pos := n.Pos()
@@ -138,6 +148,13 @@ func (p *parser) items(list *ast.ObjectList, block string, known []string, each 
 	for _, it := range list.Items {
 		if len(it.Keys) == 0 {
 			continue
+		}
+		if len(it.Keys) > 1 && p.json {
+			// HCL's JSON parser folds an object that holds only objects,
+			// {"consul": {"ssl": {...}}}, into one item keyed `consul ssl`:
+			// unfold it to what the file says.
+			it = &ast.ObjectItem{Keys: it.Keys[:1], Val: &ast.ObjectType{List: &ast.ObjectList{
+				Items: []*ast.ObjectItem{{Keys: it.Keys[1:], Val: it.Val}}}}}
 		}
 		key := keyName(it.Keys[0])
 		path := key

@@ -44,10 +44,16 @@ type ClientOptions struct {
 	// partition can leave a blocking query hanging on a dead connection, and
 	// so how long after the partition heals recovery can take. Default 10s.
 	DeadConnTimeout time.Duration
-	// Configure, if set, edits consul/api's config after the environment
-	// and addr are applied: the consul-template personality sets its
-	// token and TLS flags this way instead of through the environment
-	// (which its -exec child would inherit).
+	// KeepAlive, when above 0, is the idle time before the first TCP
+	// keepalive probe and between probes (consul-template's
+	// dial_keep_alive); 0 derives both from DeadConnTimeout, which still
+	// bounds how long probes may go unanswered.
+	KeepAlive time.Duration
+	// Configure, if set, edits consul/api's config after the environment,
+	// addr and this package's transport settings are applied, so it may
+	// override them: the consul-template personality sets its token, TLS,
+	// basic auth and connection-pool options this way instead of through
+	// the environment (which its -exec child would inherit).
 	Configure func(*api.Config)
 }
 
@@ -102,9 +108,6 @@ func NewClientWithOptions(addr string, opts ClientOptions) (*Client, error) {
 			cfg.Address = addr
 		}
 	}
-	if opts.Configure != nil {
-		opts.Configure(cfg)
-	}
 	// Blocking queries hold connections for minutes; keep idle ones per host
 	// high enough that many unique queries don't churn TCP connections.
 	if cfg.Transport != nil {
@@ -118,6 +121,9 @@ func NewClientWithOptions(addr string, opts ClientOptions) (*Client, error) {
 		if isLocal(cfg.Address) {
 			cfg.Transport.DisableCompression = true
 		}
+	}
+	if opts.Configure != nil {
+		opts.Configure(cfg)
 	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
@@ -173,12 +179,16 @@ func (c *Client) Stats() ClientStats { return c.stats.snapshot() }
 // the connection once data or probes went unacknowledged for DeadConnTimeout.
 func dialer(o ClientOptions) *net.Dialer {
 	idle := max(o.DeadConnTimeout/3, time.Second)
+	interval := max(idle/2, time.Second)
+	if o.KeepAlive > 0 {
+		idle, interval = o.KeepAlive, o.KeepAlive // as net.Dialer.KeepAlive sets both
+	}
 	return &net.Dialer{
 		Timeout: o.DialTimeout,
 		KeepAliveConfig: net.KeepAliveConfig{
 			Enable:   true,
 			Idle:     idle,
-			Interval: max(idle/2, time.Second),
+			Interval: interval,
 			Count:    3,
 		},
 		Control: userTimeoutControl(o.DeadConnTimeout),

@@ -115,3 +115,36 @@ func TestClientExplainsRefusedClientCert(t *testing.T) {
 		t.Errorf("wrong CA: %v; want the x509 error without the hint", err)
 	}
 }
+
+// TestClientOptionsTransport: Configure runs after this package's transport
+// settings, so the consul-template personality's pool options win, and
+// KeepAlive (dial_keep_alive) sets the keepalive probe timing.
+func TestClientOptionsTransport(t *testing.T) {
+	client, err := NewClientWithOptions("127.0.0.1:8500", ClientOptions{Configure: func(c *api.Config) {
+		c.Transport.MaxIdleConnsPerHost = 3
+		c.Transport.DisableKeepAlives = true
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, ok := client.cfg.HttpClient.Transport.(*http.Transport)
+	if !ok || tr.MaxIdleConnsPerHost != 3 || !tr.DisableKeepAlives || tr.DialContext == nil {
+		t.Fatalf("transport %T %+v: want Configure's pool settings over the defaults, and the dialer kept", client.cfg.HttpClient.Transport, tr)
+	}
+	tests := []struct {
+		name           string
+		o              ClientOptions
+		idle, interval time.Duration
+	}{
+		{"derived from DeadConnTimeout", ClientOptions{DeadConnTimeout: 9 * time.Second}, 3 * time.Second, 1500 * time.Millisecond},
+		{"dial_keep_alive", ClientOptions{DeadConnTimeout: 9 * time.Second, KeepAlive: 30 * time.Second}, 30 * time.Second, 30 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := dialer(tt.o.withDefaults())
+			if k := d.KeepAliveConfig; !k.Enable || k.Idle != tt.idle || k.Interval != tt.interval {
+				t.Errorf("keepalive %+v, want idle %v interval %v", k, tt.idle, tt.interval)
+			}
+		})
+	}
+}

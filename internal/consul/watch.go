@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -19,7 +20,10 @@ import (
 
 // WatchOptions tune the blocking-query loops. Zero values take the defaults.
 type WatchOptions struct {
-	// WaitTime is how long Consul may hold a blocking query (default 5m).
+	// WaitTime is how long Consul may hold a blocking query, sent as its
+	// wait parameter (default 5m, Consul's own; Consul caps it at its
+	// max_query_time, 10m by default). Each request's deadline stays above
+	// it: see fetchDeadline.
 	WaitTime time.Duration
 	// MinInterval is the least time between two requests of one watch, so a
 	// rapidly changing key cannot turn the loop into a busy loop (default 20ms).
@@ -446,7 +450,7 @@ func (w *Watcher) fetch(ctx context.Context, q dep.Query, f *fetcher, index uint
 		}
 		q.Name = f.node
 	}
-	deadline := wait + wait/16 + w.client.opts.CallTimeout
+	deadline := fetchDeadline(wait, w.client.opts.CallTimeout)
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 	start := time.Now()
@@ -466,6 +470,18 @@ func (w *Watcher) fetch(ctx context.Context, q dep.Query, f *fetcher, index uint
 		return nil, 0, err
 	}
 	return v, a.index, nil
+}
+
+// fetchDeadline bounds one blocking query that Consul may hold for wait:
+// Consul adds up to wait/16 of jitter, and the answer then has callTimeout
+// to arrive. It saturates instead of overflowing, so a huge configured
+// wait (block_query_wait) never turns into a deadline in the past.
+func fetchDeadline(wait, callTimeout time.Duration) time.Duration {
+	d := wait + wait/16
+	if d < wait || d > math.MaxInt64-callTimeout {
+		return math.MaxInt64
+	}
+	return d + callTimeout
 }
 
 // fetcher is one watch loop's reusable fetch state.

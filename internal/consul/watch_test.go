@@ -315,3 +315,85 @@ func TestWatcherGivesUpAfterMaxFailures(t *testing.T) {
 		t.Errorf("after giving up: %+v %v, want the last good value kept", v, ok)
 	}
 }
+
+// TestFetchDeadline: a blocking query's deadline stays above the longest
+// Consul may hold it (wait plus up to wait/16 of jitter) by the call
+// timeout, and a huge wait saturates instead of overflowing into the past.
+func TestFetchDeadline(t *testing.T) {
+	const call = 5 * time.Second
+	tests := []struct {
+		wait, want time.Duration
+	}{
+		{0, call},
+		{16 * time.Millisecond, 17*time.Millisecond + call},
+		{time.Minute, time.Minute + 3750*time.Millisecond + call}, // consul-template's block_query_wait default
+		{5 * time.Minute, 5*time.Minute + 18750*time.Millisecond + call},
+		{10 * time.Minute, 10*time.Minute + 37500*time.Millisecond + call}, // Consul's max_query_time
+		{math.MaxInt64 / 2, math.MaxInt64/2 + math.MaxInt64/32 + call},
+		{math.MaxInt64 - 1, math.MaxInt64},
+		{math.MaxInt64 / 17 * 16, math.MaxInt64}, // only the call timeout overflows
+	}
+	for _, tt := range tests {
+		t.Run(tt.wait.String(), func(t *testing.T) {
+			got := fetchDeadline(tt.wait, call)
+			if got != tt.want {
+				t.Errorf("fetchDeadline(%v) = %v, want %v", tt.wait, got, tt.want)
+			}
+			if jittered := tt.wait + tt.wait/16; jittered > tt.wait && got <= jittered {
+				t.Errorf("deadline %v is not above wait plus jitter %v", got, jittered)
+			}
+		})
+	}
+}
+
+// TestWatcherBlocksForWaitTime: every blocking query carries WaitTime as
+// its wait, the real agent holds it that long, and the client's deadline
+// (wait + wait/16 + CallTimeout) lets the answer arrive: no request fails.
+func TestWatcherBlocksForWaitTime(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	if _, err := agent.Client(t).KV().Put(&api.KVPair{Key: "still", Value: []byte("1")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	target, _ := url.Parse("http://" + agent.HTTPAddr)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	type held struct {
+		wait string
+		took time.Duration
+	}
+	var mu sync.Mutex
+	var seen []held
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		proxy.ServeHTTP(w, r)
+		mu.Lock()
+		seen = append(seen, held{r.URL.Query().Get("wait"), time.Since(start)})
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	client, err := NewClientWithOptions(srv.URL, ClientOptions{CallTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wait = 300 * time.Millisecond
+	w := NewWatcher(context.Background(), client, WatchOptions{WaitTime: wait}, zerolog.Nop())
+	t.Cleanup(w.Close)
+	w.Subscribe(dep.Query{Kind: dep.KindKVGet, Name: "still"}, make(chan struct{}, 1))
+	testenv.Eventually(t, 15*time.Second, func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) >= 5, fmt.Sprintf("%d requests", len(seen))
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if seen[0].wait != "" {
+		t.Errorf("first request (no index yet) carries wait=%s", seen[0].wait)
+	}
+	for i, h := range seen[1:] {
+		if h.wait != "300ms" || h.took < wait-10*time.Millisecond {
+			t.Errorf("blocking query %d: wait=%q held %v; want wait=300ms held about that long", i+1, h.wait, h.took)
+		}
+	}
+	if infos := w.Watches(); len(infos) != 1 || infos[0].Errors != 0 {
+		t.Errorf("watches %+v: want one without errors", infos)
+	}
+}

@@ -59,6 +59,10 @@ refused with the reason):
   -consul-ssl-cert, -consul-ssl-key, -consul-ssl-server-name
   -consul-retry, -consul-retry-attempts (default 12; 0 = no limit, then exit 14),
   -consul-retry-backoff (default 250ms), -consul-retry-max-backoff (default 1m)
+  -consul-auth=<user[:pass]> HTTP basic auth to Consul
+  -consul-transport-dial-keep-alive, -consul-transport-dial-timeout,
+  -consul-transport-disable-keep-alives, -consul-transport-max-idle-conns-per-host,
+  -consul-transport-tls-handshake-timeout
   -template=<src[:dest[:command]]>   (repeatable)
   -once                     render once, run the commands, exit
   -dry                      print "> DEST" and the contents to stdout; write nothing
@@ -246,7 +250,14 @@ func lookupOwner(userName, group string) (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// consulOptions turns the consul { } settings into client options.
+// consulOptions turns the consul { } settings into client options: token,
+// TLS, basic auth and transport as consul-template's client takes them
+// (dependency/client_set.go CreateConsulClient). Basic auth replaces
+// CONSUL_HTTP_AUTH only when it is on, as there (consul/api reads the
+// variable first). The connection pool takes consul-template's defaults;
+// the dialer takes dial_timeout and dial_keep_alive when they are above 0,
+// and otherwise keeps autopilot's (3s, and keepalive probes that notice a
+// dead peer within DeadConnTimeout), so every connection stays bounded.
 func consulOptions(c ctconfig.Consul) (string, consul.ClientOptions, error) {
 	addr := ""
 	if c.Address != nil {
@@ -267,17 +278,29 @@ func consulOptions(c ctconfig.Consul) (string, consul.ClientOptions, error) {
 	if err != nil {
 		return "", consul.ClientOptions{}, err
 	}
-	return addr, consul.ClientOptions{Configure: func(cfg *api.Config) {
+	opts := consul.ClientOptions{Configure: func(cfg *api.Config) {
 		if token != "" {
 			cfg.Token = token
 		}
+		if c.Auth.On() {
+			user, pass := c.Auth.Credentials()
+			cfg.HttpAuth = &api.HttpBasicAuth{Username: user, Password: pass}
+		}
+		c.Transport.ApplyPool(cfg.Transport)
 		if tlsConf != nil {
 			cfg.Scheme = "https"
 			// Set on the transport, consul/api keeps it and adds nothing
 			// from the CONSUL_* TLS variables.
 			cfg.Transport.TLSClientConfig = tlsConf.Clone()
 		}
-	}}, nil
+	}}
+	if d := c.Transport.DialTimeout; d != nil && *d > 0 {
+		opts.DialTimeout = *d
+	}
+	if d := c.Transport.DialKeepAlive; d != nil && *d > 0 {
+		opts.KeepAlive = *d
+	}
+	return addr, opts, nil
 }
 
 // sslConfig is the TLS configuration the ssl options give, or nil when they
@@ -333,11 +356,14 @@ func (r *ctRun) signals() (kill, reload syscall.Signal) {
 }
 
 // watchOptions are consul-template's query settings: stale reads unless
-// max_stale is 0 (its default is 2s), and its retry policy, so a run whose
-// Consul stays unreachable ends with exit 14 as consul-template's does.
+// max_stale is 0 (its default is 2s), block_query_wait as every blocking
+// query's wait (its default is 1m; 0 sends Consul's default, 5m), and its
+// retry policy, so a run whose Consul stays unreachable ends with exit 14
+// as consul-template's does.
 func watchOptions(cfg *ctconfig.Config) consul.WatchOptions {
 	maxFailures, backoff, maxBackoff := cfg.Consul.Retry.Policy()
 	return consul.WatchOptions{
+		WaitTime:    cfg.BlockQueryWaitOrDefault(),
 		Stale:       cfg.MaxStale == nil || *cfg.MaxStale > 0,
 		MaxFailures: maxFailures,
 		BackoffMin:  backoff,

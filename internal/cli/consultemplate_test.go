@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/autopilot/autopilot/internal/ctconfig"
 	"github.com/autopilot/autopilot/internal/testenv"
 )
 
@@ -263,5 +264,92 @@ func TestConsulTemplateSSLImplied(t *testing.T) {
 				t.Fatalf("exit %d, out.txt %q; want 0 and %q\nstderr:\n%s", code, out, "over tls", stderr)
 			}
 		})
+	}
+}
+
+// TestConsulOptionsAuthAndTransport: basic auth and the transport reach
+// consul/api's config as consul-template's CreateConsulClient sets them;
+// auth that is off leaves CONSUL_HTTP_AUTH in force, as there.
+func TestConsulOptionsAuthAndTransport(t *testing.T) {
+	t.Setenv("CONSUL_HTTP_AUTH", "env-user:env-pass")
+	parse := func(t *testing.T, hcl string, args ...string) ctconfig.Consul {
+		t.Helper()
+		c, err := ctconfig.Parse("x.hcl", []byte(hcl))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fl, err := ctconfig.ParseFlags(args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Merge(fl.Config)
+		return c.Consul
+	}
+	tests := []struct {
+		name, hcl string
+		args      []string
+		auth      string // "user:pass" sent, as consul/api will send it
+	}{
+		{"no auth: CONSUL_HTTP_AUTH", "", nil, "env-user:env-pass"},
+		{"flag", "", []string{"-consul-auth", "u:p:w"}, "u:p:w"},
+		{"flag without a password", "", []string{"-consul-auth", "u"}, "u:"},
+		{"block", "consul {\n  auth {\n    username = \"bu\"\n    password = \"bp\"\n  }\n}\n", nil, "bu:bp"},
+		{"block enabled with nothing", "consul {\n  auth { enabled = true }\n}\n", nil, ":"},
+		{"block disabled: CONSUL_HTTP_AUTH", "consul {\n  auth {\n    enabled = false\n    username = \"bu\"\n  }\n}\n", []string{"-consul-auth", "f:g"}, "env-user:env-pass"},
+		{"flag over block", "consul {\n  auth {\n    username = \"bu\"\n    password = \"bp\"\n  }\n}\n", []string{"-consul-auth", "fu"}, "fu:bp"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, opts, err := consulOptions(parse(t, tt.hcl, tt.args...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := api.DefaultConfig()
+			opts.Configure(cfg)
+			if cfg.HttpAuth == nil || cfg.HttpAuth.Username+":"+cfg.HttpAuth.Password != tt.auth {
+				t.Errorf("HttpAuth = %+v, want %s", cfg.HttpAuth, tt.auth)
+			}
+		})
+	}
+
+	// Transport: pool options on consul/api's transport, consul-template's
+	// defaults for the rest, dial options on autopilot's dialer.
+	_, opts, err := consulOptions(parse(t, "consul {\n  transport {\n    max_idle_conns = 4\n    idle_conn_timeout = \"1m\"\n    dial_timeout = \"7s\"\n  }\n}\n",
+		"-consul-transport-disable-keep-alives", "-consul-transport-max-idle-conns-per-host", "2", "-consul-transport-tls-handshake-timeout", "3s",
+		"-consul-transport-dial-keep-alive", "11s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := api.DefaultConfig()
+	opts.Configure(cfg)
+	tr := cfg.Transport
+	if !tr.DisableKeepAlives || tr.MaxIdleConns != 4 || tr.MaxIdleConnsPerHost != 2 || tr.IdleConnTimeout != time.Minute ||
+		tr.TLSHandshakeTimeout != 3*time.Second || tr.MaxConnsPerHost != 0 {
+		t.Errorf("transport %+v", tr)
+	}
+	if opts.DialTimeout != 7*time.Second || opts.KeepAlive != 11*time.Second {
+		t.Errorf("dial timeout %v keepalive %v, want 7s and 11s", opts.DialTimeout, opts.KeepAlive)
+	}
+	_, opts, _ = consulOptions(ctconfig.Consul{})
+	cfg = api.DefaultConfig()
+	opts.Configure(cfg)
+	if tr := cfg.Transport; tr.DisableKeepAlives || tr.MaxIdleConnsPerHost != 100 || tr.IdleConnTimeout != 5*time.Second ||
+		tr.TLSHandshakeTimeout != 10*time.Second || opts.DialTimeout != 0 || opts.KeepAlive != 0 {
+		t.Errorf("defaults: transport %+v, dial %v keepalive %v", tr, opts.DialTimeout, opts.KeepAlive)
+	}
+}
+
+// TestWatchOptionsBlockQueryWait: block_query_wait is every blocking
+// query's wait, consul-template's 1m when unset; 0 leaves Consul's default.
+func TestWatchOptionsBlockQueryWait(t *testing.T) {
+	d := func(v time.Duration) *time.Duration { return &v }
+	tests := []struct {
+		set  *time.Duration
+		want time.Duration
+	}{{nil, time.Minute}, {d(90 * time.Second), 90 * time.Second}, {d(0), 0}}
+	for _, tt := range tests {
+		if got := watchOptions(&ctconfig.Config{BlockQueryWait: tt.set}).WaitTime; got != tt.want {
+			t.Errorf("block_query_wait %v: WaitTime %v, want %v", tt.set, got, tt.want)
+		}
 	}
 }

@@ -205,7 +205,11 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if err != nil {
 			return usageErr("%v", err)
 		}
-		watcher := consul.NewWatcher(ctx, client, consul.WatchOptions{Stale: *stale, Cached: *cached}, log)
+		wopts := consul.WatchOptions{Stale: *stale, Cached: *cached}
+		if ct != nil && ct.BlockQueryWait != nil {
+			wopts.WaitTime = *ct.BlockQueryWait // 0 keeps Consul's default
+		}
+		watcher := consul.NewWatcher(ctx, client, wopts, log)
 		defer watcher.Close()
 		src = watcher
 	}

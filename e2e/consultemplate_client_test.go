@@ -127,6 +127,8 @@ consul {
 template {
   source      = "web.ctmpl"
   destination = "out/web.conf"
+  # consul-template hands the credentials to its commands.
+  command     = "printf %s \"$CONSUL_HTTP_AUTH\" > out/auth.env"
 }
 `,
 		// Turned off, the block sends nothing (and CONSUL_HTTP_AUTH, if
@@ -254,8 +256,11 @@ template {
 			if trees[0] != trees[1] {
 				t.Errorf("files differ:\nconsul-template:\n%s\nautopilot:\n%s", trees[0], trees[1])
 			}
-			if tc.code == 0 && trees[1] != "web.conf -rw-r--r--\nport=9090\n\n" {
+			if tc.code == 0 && !strings.Contains(trees[1], "web.conf -rw-r--r--\nport=9090\n\n") {
 				t.Errorf("autopilot wrote:\n%s", trees[1])
+			}
+			if tc.name == "auth block" && !strings.Contains(trees[1], "auth.env -rw-r--r--\n"+user+":"+pass+"\n") {
+				t.Errorf("the command did not get CONSUL_HTTP_AUTH=%s:%s:\n%s", user, pass, trees[1])
 			}
 		})
 	}

@@ -448,7 +448,8 @@ func (c *Config) ExecEnabled() bool {
 
 // ChildEnv is what consul-template adds to the environment of its
 // commands and exec child and what its templates' env functions see first
-// (its runner's childEnv): its Consul settings as CONSUL_HTTP_* variables,
+// (its runner's childEnv): its Consul settings as CONSUL_HTTP_* variables
+// (basic auth as USER:PASSWORD, as there),
 // so a command such as `consul kv put` talks to the same agent, and the
 // Vault settings it reads from the environment (autopilot has no Vault
 // options, so only those). getenv is os.Getenv outside tests.
@@ -474,6 +475,10 @@ func (c *Config) ChildEnv(getenv func(string) string) []string {
 		}
 	}
 	add("CONSUL_HTTP_ADDR", or(c.Consul.Address, "CONSUL_HTTP_ADDR"))
+	if c.Consul.Auth.On() {
+		user, pass := c.Consul.Auth.Credentials()
+		add("CONSUL_HTTP_AUTH", user+":"+pass)
+	}
 	add("CONSUL_HTTP_TOKEN", or(c.Consul.Token, "CONSUL_TOKEN", "CONSUL_HTTP_TOKEN"))
 	add("CONSUL_HTTP_TOKEN_FILE", or(c.Consul.TokenFile, "CONSUL_TOKEN_FILE", "CONSUL_HTTP_TOKEN_FILE"))
 	add("CONSUL_HTTP_SSL", strconv.FormatBool(c.Consul.SSL.On()))

@@ -704,8 +704,8 @@ func TestChildEnv(t *testing.T) {
 	}{
 		{"defaults", Config{}, nil, "CONSUL_HTTP_SSL=false CONSUL_HTTP_SSL_VERIFY=true"},
 		{"from the config", Config{Consul: Consul{Address: str("c:8500"), Token: str("t"), TokenFile: str("/f"),
-			SSL: SSL{CACert: str("/ca"), Verify: &no}}}, map[string]string{"CONSUL_HTTP_ADDR": "ignored"},
-			"CONSUL_HTTP_ADDR=c:8500 CONSUL_HTTP_TOKEN=t CONSUL_HTTP_TOKEN_FILE=/f CONSUL_HTTP_SSL=true CONSUL_HTTP_SSL_VERIFY=false"},
+			SSL: SSL{CACert: str("/ca"), Verify: &no}, Auth: Auth{Username: str("u")}}}, map[string]string{"CONSUL_HTTP_ADDR": "ignored"},
+			"CONSUL_HTTP_ADDR=c:8500 CONSUL_HTTP_AUTH=u: CONSUL_HTTP_TOKEN=t CONSUL_HTTP_TOKEN_FILE=/f CONSUL_HTTP_SSL=true CONSUL_HTTP_SSL_VERIFY=false"},
 		{"from the environment, trimmed", Config{}, map[string]string{"CONSUL_HTTP_ADDR": " e:8500 ", "CONSUL_TOKEN": "first",
 			"CONSUL_HTTP_TOKEN": "second", "CONSUL_HTTP_TOKEN_FILE": "/tf", "CONSUL_HTTP_SSL": "true"},
 			"CONSUL_HTTP_ADDR=e:8500 CONSUL_HTTP_TOKEN=first CONSUL_HTTP_TOKEN_FILE=/tf CONSUL_HTTP_SSL=false CONSUL_HTTP_SSL_VERIFY=true"},

@@ -731,3 +731,84 @@ func TestConsulTemplateExecRestartsOncePerChange(t *testing.T) {
 		t.Errorf("autopilot started its child %d times, want 4:\n%s", n, runs[1].stderr.String())
 	}
 }
+
+// TestConsulTemplateWatchModeErrorsSideBySide: without -once, consul-template
+// exits 14 when a template fails to execute (unless error_fatal = false,
+// when it logs and renders again on the next change) and when a command
+// fails; the symlink does the same, against the same agent and data.
+func TestConsulTemplateWatchModeErrorsSideBySide(t *testing.T) {
+	realCT := realConsulTemplate(t)
+	ourCT := filepath.Join(ctBinDir(t), "consul-template")
+	agent := testenv.StartConsul(t)
+	kv := agent.Client(t).KV()
+	const tmpl = `{{ with parseJSON (key "KEY") }}{{ .a }}{{ end }}`
+	cases := []struct {
+		name     string
+		args     []string // KEY, ADDR and DIR are replaced
+		bad      string   // the value that makes the render fail
+		wantExit bool     // both exit 14; else both keep rendering
+	}{
+		{"template error", []string{"-template", "DIR/t.ctmpl:DIR/out"}, "notjson", true},
+		{"template error with -template-error-fatal=false", []string{"-template-error-fatal=false", "-template", "DIR/t.ctmpl:DIR/out"}, "notjson", false},
+		{"template error with error_fatal = false", []string{"-config", "DIR/nonfatal.hcl"}, "notjson", false},
+		{"failing command", []string{"-template", "DIR/t.ctmpl:DIR/out:grep -qv 9 DIR/out"}, `{"a":9}`, true},
+	}
+	for ci, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for bi, bin := range []string{realCT, ourCT} {
+				key := fmt.Sprintf("watch/%d/%d", ci, bi)
+				if _, err := kv.Put(&api.KVPair{Key: key, Value: []byte(`{"a":1}`)}, nil); err != nil {
+					t.Fatal(err)
+				}
+				dir := t.TempDir()
+				os.WriteFile(filepath.Join(dir, "t.ctmpl"), []byte(strings.ReplaceAll(tmpl, "KEY", key)), 0o644) //nolint:errcheck
+				os.WriteFile(filepath.Join(dir, "nonfatal.hcl"), []byte(fmt.Sprintf( //nolint:errcheck
+					"template {\n  source = %q\n  destination = %q\n  error_fatal = false\n}\n", filepath.Join(dir, "t.ctmpl"), filepath.Join(dir, "out"))), 0o644)
+				args := append([]string{"-consul-addr", agent.HTTPAddr}, tc.args...)
+				for i := range args {
+					args[i] = strings.ReplaceAll(args[i], "DIR", dir)
+				}
+				var stderr testenv.Buffer
+				cmd := exec.Command(bin, args...)
+				cmd.Stderr = &stderr
+				cmd.Env = append(os.Environ(), "CONSUL_HTTP_ADDR=", "CONSUL_HTTP_TOKEN=")
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				exited := make(chan struct{})
+				go func() { cmd.Wait(); close(exited) }() //nolint:errcheck
+				t.Cleanup(func() { cmd.Process.Kill(); <-exited }) //nolint:errcheck
+				read := func() string { b, _ := os.ReadFile(filepath.Join(dir, "out")); return string(b) }
+				testenv.Eventually(t, 15*time.Second, func() (bool, string) { return read() == "1", stderr.String() })
+				if _, err := kv.Put(&api.KVPair{Key: key, Value: []byte(tc.bad)}, nil); err != nil {
+					t.Fatal(err)
+				}
+				if tc.wantExit {
+					select {
+					case <-exited:
+						if code := testenv.ExitCode(cmd); code != 14 {
+							t.Errorf("%s: exit %d, want 14\n%s", bin, code, tail(stderr.String(), 5))
+						}
+					case <-time.After(15 * time.Second):
+						t.Errorf("%s: still running 15s after the failure\n%s", bin, tail(stderr.String(), 5))
+					}
+					continue
+				}
+				// Still rendering: the next good value reaches the file.
+				if _, err := kv.Put(&api.KVPair{Key: key, Value: []byte(`{"a":2}`)}, nil); err != nil {
+					t.Fatal(err)
+				}
+				testenv.Eventually(t, 15*time.Second, func() (bool, string) { return read() == "2", stderr.String() })
+				cmd.Process.Signal(syscall.SIGINT) //nolint:errcheck
+				select {
+				case <-exited:
+					if code := testenv.ExitCode(cmd); code != 12 {
+						t.Errorf("%s: exit %d after SIGINT, want 12", bin, code)
+					}
+				case <-time.After(15 * time.Second):
+					t.Errorf("%s: still running 15s after SIGINT", bin)
+				}
+			}
+		})
+	}
+}

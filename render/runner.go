@@ -82,7 +82,28 @@ type Config struct {
 	UID, GID int
 	// Owner is true when UID/GID are meaningful.
 	Owner bool
+	// ExecuteErrors says what a failed execution of the template does to
+	// Once and Run (consul-template's error_fatal); ExitOnCommandError
+	// makes Run end with the error when the render is not applied (its
+	// Check, Command or Reload failed), as consul-template exits when a
+	// command fails. Once returns those errors in any case.
+	ExecuteErrors      ErrorPolicy
+	ExitOnCommandError bool
 }
+
+// ErrorPolicy is what a template's failure does to a run.
+type ErrorPolicy int
+
+const (
+	// ErrorsDefault: Once returns the error; Run logs it, keeps the last
+	// good file and renders again on the next change.
+	ErrorsDefault ErrorPolicy = iota
+	// ErrorsExit: Once and Run both end with the error.
+	ErrorsExit
+	// ErrorsLogged: Once and Run both log it and render again on the next
+	// change, so Once waits for data the template can execute with.
+	ErrorsLogged
+)
 
 // Wait is a quiescence window: render Min after the last change, but no
 // later than Max after the first one of a burst.
@@ -343,6 +364,9 @@ func (r *Runner) once(ctx context.Context, g *group) error {
 			case res.writeErr:
 				failedWrites = append(failedWrites, u)
 				next = append(next, u)
+			case res.executing && u.cfg.ExecuteErrors == ErrorsLogged:
+				u.log.Error().Err(res.err).Msg("template failed to execute; waiting for the next change")
+				next = append(next, u)
 			case res.err != nil:
 				errs = append(errs, res.err)
 			case !res.applied:
@@ -391,7 +415,9 @@ func (r *Runner) missingError(u *unit, res *Result) error {
 }
 
 // Run keeps every template rendered until ctx ends. Errors are logged and
-// the last good file stays; Run returns nil when ctx ends.
+// the last good file stays, unless the template's ExecuteErrors or
+// ExitOnCommandError say to end the run: Run then stops every template and
+// returns that error. It returns nil when ctx ends.
 func (r *Runner) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	if r.opts.WatchTemplates {
@@ -401,20 +427,27 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		defer stop()
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var once sync.Once
+	var fatal error
 	for _, g := range r.groups {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.run(ctx, g)
+			if err := r.run(ctx, g); err != nil {
+				once.Do(func() { fatal = err; cancel() })
+			}
 		}()
 	}
 	wg.Wait()
-	return nil
+	return fatal
 }
 
 // run is Run for one group: a pass over every member on each change,
-// errors logged, the last good files kept.
-func (r *Runner) run(ctx context.Context, g *group) {
+// errors logged, the last good files kept; it returns an error that ends
+// the run (see Config.ExecuteErrors), or nil when ctx ends.
+func (r *Runner) run(ctx context.Context, g *group) error {
 	if r.opts.WatchTemplates {
 		stop := r.forwardEdits(ctx, g)
 		defer stop()
@@ -429,7 +462,7 @@ func (r *Runner) run(ctx context.Context, g *group) {
 		retry := time.Duration(0)
 		results := r.pass(ctx, g.units)
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		for i, u := range g.units {
 			res := results[i]
@@ -439,8 +472,12 @@ func (r *Runner) run(ctx context.Context, g *group) {
 					retry = backoff.next()
 				}
 				u.log.Warn().Err(res.err).Dur("retry_in", retry).Msg("write failed; the previous file stays, retrying")
+			case res.executing && u.cfg.ExecuteErrors == ErrorsExit:
+				return res.err
 			case res.executing:
 				u.log.Error().Err(res.err).Msg("template failed to execute; keeping the last good file")
+			case res.err != nil && u.cfg.ExitOnCommandError:
+				return res.err
 			case res.err != nil:
 				u.log.Error().Err(res.err).Msg("render not applied")
 			case res.res != nil && !res.res.Complete():
@@ -451,7 +488,7 @@ func (r *Runner) run(ctx context.Context, g *group) {
 			backoff.reset()
 		}
 		if !waitFor(ctx, g.wake, g.units[0].cfg.Wait, retry) {
-			return
+			return nil
 		}
 	}
 }

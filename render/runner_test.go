@@ -313,3 +313,131 @@ func TestRunnerSplayDelaysReload(t *testing.T) {
 	startRunner(t, src, Config{Source: writeTemp(t, "t2.ctmpl", upstreamTmpl), Destination: dest2, Reload: reload, Splay: 50 * time.Millisecond})
 	testenv.Eventually(t, 5*time.Second, func() (bool, string) { return reloads.Load() == 1, "reload after a short splay" })
 }
+
+// TestRunnerErrorPolicies: what a failed execution or command does to Once
+// and Run (consul-template's error_fatal, and its exit on a failed command).
+func TestRunnerErrorPolicies(t *testing.T) {
+	const text = `{{ range service "web" }}{{ if eq .Address "bad" }}{{ fail "bad address" }}{{ end }}{{ .Address }}{{ end }}`
+	tmpl := writeTemp(t, "t.ctmpl", text)
+	q := svcQuery(t, "web")
+	start := func(t *testing.T, cfg Config, once bool) (*mapSource, string, <-chan error) {
+		src := newMapSource()
+		src.set(q, instances("web", "127.0.0.1"))
+		cfg.Source = tmpl
+		if cfg.Destination == "" {
+			cfg.Destination = filepath.Join(t.TempDir(), "out")
+		}
+		r, err := NewRunner(src, []Config{cfg}, RunnerOptions{Log: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done, ended := make(chan error, 1), make(chan struct{})
+		go func() {
+			defer close(ended)
+			if once {
+				done <- r.Once(ctx)
+				return
+			}
+			done <- r.Run(ctx)
+		}()
+		t.Cleanup(func() { cancel(); <-ended })
+		return src, cfg.Destination, done
+	}
+	awaitFile := func(t *testing.T, dest, want string) {
+		t.Helper()
+		testenv.Eventually(t, 5*time.Second, func() (bool, string) { got := readFile(t, dest); return got == want, got })
+	}
+	awaitEnd := func(t *testing.T, done <-chan error, want string) {
+		t.Helper()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("run ended with %v; want an error containing %q", err, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("run still going 10s after the failure")
+		}
+	}
+
+	t.Run("ErrorsExit ends Run, the good file stays", func(t *testing.T) {
+		src, dest, done := start(t, Config{ExecuteErrors: ErrorsExit}, false)
+		awaitFile(t, dest, "127.0.0.1")
+		src.set(q, instances("web", "bad"))
+		awaitEnd(t, done, "bad address")
+		if got := readFile(t, dest); got != "127.0.0.1" {
+			t.Errorf("file = %q after the failure; want the last good one", got)
+		}
+	})
+	t.Run("ErrorsDefault keeps Run going", func(t *testing.T) {
+		src, dest, done := start(t, Config{}, false)
+		awaitFile(t, dest, "127.0.0.1")
+		src.set(q, instances("web", "bad"))
+		src.set(q, instances("web", "127.0.0.2"))
+		awaitFile(t, dest, "127.0.0.2")
+		select {
+		case err := <-done:
+			t.Fatalf("Run ended: %v", err)
+		default:
+		}
+	})
+	t.Run("ErrorsLogged makes Once wait for data it can execute with", func(t *testing.T) {
+		src := newMapSource()
+		src.set(q, instances("web", "bad"))
+		dest := filepath.Join(t.TempDir(), "out")
+		var logs testenv.Buffer
+		r, err := NewRunner(src, []Config{{Source: tmpl, Destination: dest, ExecuteErrors: ErrorsLogged}}, RunnerOptions{Log: zerolog.New(&logs)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- r.Once(context.Background()) }()
+		testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+			return strings.Contains(logs.String(), "template failed to execute; waiting for the next change"), logs.String()
+		})
+		select {
+		case err := <-done:
+			t.Fatalf("Once returned %v on an execution error; want it to wait", err)
+		default:
+		}
+		src.set(q, instances("web", "127.0.0.3"))
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Once still waiting after good data")
+		}
+		if got := readFile(t, dest); got != "127.0.0.3" {
+			t.Errorf("file = %q", got)
+		}
+	})
+	t.Run("ErrorsDefault: Once returns the execution error", func(t *testing.T) {
+		src := newMapSource()
+		src.set(q, instances("web", "bad"))
+		r, err := NewRunner(src, []Config{{Source: tmpl, Destination: filepath.Join(t.TempDir(), "out")}}, RunnerOptions{Log: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Once(context.Background()); err == nil || !strings.Contains(err.Error(), "bad address") {
+			t.Fatalf("Once = %v; want the execution error", err)
+		}
+	})
+	t.Run("ExitOnCommandError ends Run, the previous file back", func(t *testing.T) {
+		dest := filepath.Join(t.TempDir(), "out")
+		failOn9 := func(context.Context) ([]byte, error) {
+			if readFile(t, dest) == "127.0.0.9" {
+				return []byte("refused"), errors.New("reload refused")
+			}
+			return nil, nil
+		}
+		src, _, done := start(t, Config{Destination: dest, ExitOnCommandError: true, Command: failOn9}, false)
+		awaitFile(t, dest, "127.0.0.1")
+		src.set(q, instances("web", "127.0.0.9"))
+		awaitEnd(t, done, "reload refused")
+		if got := readFile(t, dest); got != "127.0.0.1" {
+			t.Errorf("file = %q after the failed command; want the previous one restored", got)
+		}
+	})
+}

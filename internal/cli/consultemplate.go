@@ -193,6 +193,9 @@ func renderConfig(cfg *ctconfig.Config, t *ctconfig.Template, stdout, stderr io.
 	if rc.RightDelim == "" && cfg.RightDelim != nil {
 		rc.RightDelim = *cfg.RightDelim
 	}
+	if !cfg.ErrorFatal(t) {
+		rc.ExecuteErrors = render.ErrorsLogged
+	}
 	commands := &proc.Runner{Stdout: stdout, Stderr: stderr, Pristine: true,
 		Env: t.CommandEnv.Environ(os.Environ(), childEnv)}
 	rc.Command, rc.CommandName = commands.OutputFunc(ctCommand(t.Command)), strings.Join(t.Command, " ")
@@ -379,6 +382,12 @@ func (r *ctRun) build(ctx context.Context) (*render.Runner, *consul.Watcher, err
 		if err != nil {
 			return nil, nil, err
 		}
+		// As consul-template: a failed command ends the run, and so does a
+		// failed execution unless error_fatal is false.
+		rc.ExitOnCommandError = true
+		if r.cfg.ErrorFatal(t) {
+			rc.ExecuteErrors = render.ErrorsExit
+		}
 		if r.cfg.ExecEnabled() {
 			rc.Reload, rc.ReloadName = r.child.templateChanged, "exec child" // once per change, however many templates changed
 		}
@@ -464,7 +473,9 @@ func (r *ctRun) run(ctx context.Context) int {
 				report(outcome{ctExitOK, nil})
 				return
 			}
-			runner.Run(rctx) //nolint:errcheck // Run logs its own errors and returns nil
+			if err := runner.Run(rctx); err != nil && rctx.Err() == nil {
+				report(outcome{ctExitRunnerError, err}) // a failed command, or a template error_fatal
+			}
 		}()
 		return nil
 	}

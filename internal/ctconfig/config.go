@@ -38,6 +38,9 @@ type Config struct {
 	// blocking query (consul-template's default is 1m; 0 sends none, so
 	// Consul's own default applies).
 	BlockQueryWait *time.Duration
+	// TemplateErrorFatal is template_error_fatal or -template-error-fatal:
+	// the default of every template's ErrorFatal (consul-template's is true).
+	TemplateErrorFatal *bool
 	// DefaultDelims are default_delimiters { left, right }, for templates
 	// that set none.
 	LeftDelim, RightDelim *string
@@ -264,6 +267,9 @@ type Template struct {
 	ErrorOnMissingKey bool
 	CreateDestDirs    *bool // default true, as in consul-template
 	User, Group       string
+	// ErrorFatal is error_fatal: whether a failure to execute the
+	// template ends the run (see Config.ErrorFatal).
+	ErrorFatal *bool
 	// CommandEnv is the template's exec { env { } }: the command's
 	// environment (the global exec's env is the child's only).
 	CommandEnv Env
@@ -391,6 +397,7 @@ func (c *Config) Merge(o *Config) {
 	set(&c.KillSignal, o.KillSignal)
 	set(&c.ReloadSignal, o.ReloadSignal)
 	set(&c.PidFile, o.PidFile)
+	set(&c.TemplateErrorFatal, o.TemplateErrorFatal)
 	if o.Exec != nil {
 		if c.Exec == nil {
 			c.Exec = &Exec{}
@@ -439,6 +446,20 @@ func (c *Config) Validate() error {
 		c.Warnings = append(c.Warnings, "exec has no command: no child process is run")
 	}
 	return nil
+}
+
+// ErrorFatal reports whether t's execution errors end the run (exit 14),
+// consul-template's default, or are logged while the last good file stays
+// and the run waits for the next change: the template's error_fatal, else
+// template_error_fatal, else true.
+func (c *Config) ErrorFatal(t *Template) bool {
+	switch {
+	case t.ErrorFatal != nil:
+		return *t.ErrorFatal
+	case c.TemplateErrorFatal != nil:
+		return *c.TemplateErrorFatal
+	}
+	return true
 }
 
 // ExecEnabled reports whether a child process is to be run.

@@ -277,7 +277,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{[]string{"-kill-signal", "SIGNOPE"}, `invalid signal "SIGNOPE"`},
 		{[]string{"-log-level", "loud"}, `invalid log level "loud"`},
 		{[]string{"-max-stale", "soon"}, "not a duration"},
-		{[]string{"-template-error-fatal=false"}, "false is not supported"},
+		{[]string{"-template-error-fatal=maybe"}, "want true or false"},
 		{[]string{"-exec", " "}, "empty command"},
 		{[]string{"-once", "stray"}, "extra args"},
 		{[]string{"-nope"}, "flag provided but not defined: -nope"},
@@ -445,7 +445,7 @@ func TestParseHCLErrors(t *testing.T) {
 		{"block wanted", "consul = [1]\n", "consul: want a block"},
 		{"empty command", "template {\n  command = \"\"\n}\n", "template.command: empty command"},
 		{"command list of numbers", "template {\n  command = [1]\n}\n", "template.command: want a string"},
-		{"error_fatal false", "template {\n  error_fatal = false\n}\n", "template.error_fatal: false is not supported"},
+		{"error_fatal not a bool", "template {\n  error_fatal = 1\n}\n", "x.hcl:2:17: template.error_fatal: want true or false"},
 		{"bad json", "{\"consul\": [", "x.hcl:"},
 		{"quoted retry attempts", "consul {\n  retry {\n    attempts = \"2\"\n  }\n}\n", "x.hcl:3:16: consul.retry.attempts: want a whole number"},
 		{"retry unknown key", "consul {\n  retry { bogus = 1 }\n}\n", "x.hcl:2:11: consul.retry.bogus: unknown option"},
@@ -733,5 +733,37 @@ func TestParseFlagsOldRetry(t *testing.T) {
 	}
 	if b := fl.Config.Consul.Retry.Backoff; b == nil || *b != 3*time.Second {
 		t.Fatalf("backoff = %v; want 3s", b)
+	}
+}
+
+func TestErrorFatal(t *testing.T) {
+	c, err := Parse("x.hcl", []byte(`
+template_error_fatal = false
+template {
+  source      = "a"
+  destination = "b"
+}
+template {
+  source      = "c"
+  destination = "d"
+  error_fatal = true
+}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ErrorFatal(c.Templates[0]) || !c.ErrorFatal(c.Templates[1]) {
+		t.Errorf("ErrorFatal = %v, %v; want false (template_error_fatal), true (error_fatal)", c.ErrorFatal(c.Templates[0]), c.ErrorFatal(c.Templates[1]))
+	}
+	fl, err := ParseFlags([]string{"-template-error-fatal=true", "-template", "e:f"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Merge(fl.Config)
+	if !c.ErrorFatal(c.Templates[0]) || !c.ErrorFatal(c.Templates[2]) {
+		t.Error("the flag did not win over template_error_fatal")
+	}
+	if !(&Config{}).ErrorFatal(&Template{}) {
+		t.Error("the default is not fatal, as consul-template's is")
 	}
 }

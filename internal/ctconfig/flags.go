@@ -202,12 +202,7 @@ func ParseFlags(args []string) (*Flags, error) {
 		c.Templates = append(c.Templates, t)
 		return nil
 	})
-	boolean("template-error-fatal", func(b bool) error {
-		if !b {
-			return errors.New("false is not supported: a template error is always fatal in -once and logged (keeping the last good file) otherwise")
-		}
-		return nil
-	})
+	boolean("template-error-fatal", func(b bool) error { c.TemplateErrorFatal = bptr(b); return nil })
 	str("wait", func(s string) error {
 		w, err := ParseWait(s)
 		if err != nil {

@@ -248,7 +248,7 @@ func (p *parser) top(c *Config, root *ast.ObjectList) error {
 				return err
 			})
 		case "template_error_fatal":
-			err = p.alwaysFatal(it, path)
+			c.TemplateErrorFatal, err = ptr(p.boolean(it, path))
 		case "block_query_wait":
 			c.BlockQueryWait, err = ptr(p.duration(it, path))
 		}
@@ -445,7 +445,7 @@ func (p *parser) template(it *ast.ObjectItem) (*Template, error) {
 				t.Group = s
 			}
 		case "error_fatal":
-			err = p.alwaysFatal(it, path)
+			t.ErrorFatal, err = ptr(p.boolean(it, path))
 		case "exec":
 			ex, err = p.exec(it, path)
 		case "function_denylist", "function_blacklist":
@@ -539,16 +539,6 @@ func (p *parser) env(e *Env, it *ast.ObjectItem, block string) error {
 // ptr points at v, for the optional fields of a Config (nil: not set), so a
 // parse can be assigned in one statement: x.F, err = ptr(p.duration(it, path)).
 func ptr[T any](v T, err error) (*T, error) { return &v, err }
-
-// alwaysFatal accepts error_fatal = true (consul-template's default) and
-// refuses false, which autopilot does not offer.
-func (p *parser) alwaysFatal(it *ast.ObjectItem, path string) error {
-	b, err := p.boolean(it, path)
-	if err == nil && !b {
-		err = p.errf(it.Val, path, "false is not supported: a template error is always fatal in -once and logged (keeping the last good file) otherwise")
-	}
-	return err
-}
 
 // literal returns a literal's value as text when its token is of kind k.
 func literal(n ast.Node, k token.Type) (string, bool) {

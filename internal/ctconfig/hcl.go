@@ -28,7 +28,7 @@ var refused = map[string]string{
 	"deduplicate":          "dedup mode is not supported: autopilot already makes one blocking query per unique dependency",
 	"syslog":               "syslog is not supported: autopilot logs to stderr",
 	"log_file":             "log_file is not supported: autopilot logs to stderr",
-	"err_on_failed_lookup": "err_on_failed_lookup is not supported",
+	"err_on_failed_lookup": "err_on_failed_lookup is not supported: a missing key holds its template until the key exists (keyOrDefault for an optional one), with or without -once",
 	"consul.namespace":     "Consul Enterprise namespaces are not supported",
 }
 

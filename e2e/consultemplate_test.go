@@ -317,6 +317,7 @@ template {
   command     = "cat out/a.txt out/b.txt >> out/log"
 }
 `,
+		"quotedbool.hcl": "template {\n  source = \"web.ctmpl\"\n  destination = \"out/x\"\n  backup = \"true\"\n}\n",
 		"badretry.hcl": "consul {\n  retry {\n    attempts = \"2\"\n  }\n}\ntemplate {\n  source = \"web.ctmpl\"\n  destination = \"out/x\"\n}\n",
 		// "C" + "ONSUL_..." and [C]ONSUL below: setup replaces the word with the agent's address.
 		"childenv.ctmpl": `{{ $p := "C" }}A={{ env (print $p "ONSUL_HTTP_ADDR") }} S={{ env (print $p "ONSUL_HTTP_SSL") }} V={{ env (print $p "ONSUL_HTTP_SSL_VERIFY") }} T={{ envOrDefault (print $p "ONSUL_HTTP_TOKEN") "none" }}`,
@@ -506,6 +507,7 @@ template {
 		{"retries spent without -once", []string{"-consul-addr", "DEAD", "-consul-retry-attempts", "3", "-consul-retry-backoff", "5ms", "-template", "web.ctmpl:out/x"}},
 		{"retry disabled", []string{"-once", "-consul-addr", "DEAD", "-consul-retry=false", "-template", "web.ctmpl:out/x"}},
 		{"retry block", []string{"-once", "-config", "retry.hcl"}},
+		{"quoted boolean", []string{"-once", "-consul-addr", "CONSUL", "-config", "quotedbool.hcl"}},
 		{"quoted retry attempts", []string{"-once", "-config", "badretry.hcl", "-consul-addr", "DEAD"}},
 		{"bad -consul-retry-attempts", []string{"-once", "-consul-addr", "DEAD", "-consul-retry-attempts", "x", "-template", "web.ctmpl:out/x"}},
 		{"denied function called", []string{"-once", "-config", "denied.hcl"}},

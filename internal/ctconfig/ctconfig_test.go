@@ -445,6 +445,7 @@ func TestParseHCLErrors(t *testing.T) {
 		{"block wanted", "consul = [1]\n", "consul: want a block"},
 		{"empty command", "template {\n  command = \"\"\n}\n", "template.command: empty command"},
 		{"command list of numbers", "template {\n  command = [1]\n}\n", "template.command: want a string"},
+		{"quoted bool", "template {\n  backup = \"true\"\n}\n", `x.hcl:2:12: template.backup: want true or false, unquoted (not "true")`},
 		{"error_fatal not a bool", "template {\n  error_fatal = 1\n}\n", "x.hcl:2:17: template.error_fatal: want true or false"},
 		{"bad json", "{\"consul\": [", "x.hcl:"},
 		{"quoted retry attempts", "consul {\n  retry {\n    attempts = \"2\"\n  }\n}\n", "x.hcl:3:16: consul.retry.attempts: want a whole number"},

@@ -563,14 +563,14 @@ func (p *parser) str(it *ast.ObjectItem, path string) (string, error) {
 	return "", p.errf(it.Val, path, "want a string")
 }
 
+// boolean reads true or false; as in consul-template (its decoder is not
+// weakly typed), a quoted one is refused.
 func (p *parser) boolean(it *ast.ObjectItem, path string) (bool, error) {
 	if s, ok := literal(it.Val, token.BOOL); ok {
 		return s == "true", nil
 	}
-	if s, ok := literal(it.Val, token.STRING); ok { // consul-template decodes weakly
-		if b, err := strconv.ParseBool(s); err == nil {
-			return b, nil
-		}
+	if s, ok := literal(it.Val, token.STRING); ok {
+		return false, p.errf(it.Val, path, "want true or false, unquoted (not %q)", s)
 	}
 	return false, p.errf(it.Val, path, "want true or false")
 }

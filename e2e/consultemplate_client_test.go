@@ -345,3 +345,74 @@ template {
 		})
 	}
 }
+
+// TestConsulTemplateMaxStaleSideBySide: with stale reads (max_stale > 0,
+// consul-template's default 2s) an answer whose server last heard from the
+// leader longer ago than max_stale is dropped and the same query asked
+// again consistently. A proxy in front of a real agent claims a 5s-old
+// contact on every stale answer; both tools must follow it with a
+// consistent read under -max-stale 1s, and not under 10s.
+func TestConsulTemplateMaxStaleSideBySide(t *testing.T) {
+	realCT := realConsulTemplate(t)
+	ourCT := filepath.Join(ctBinDir(t), "consul-template")
+	agent := testenv.StartConsul(t)
+	if _, err := agent.Client(t).KV().Put(&api.KVPair{Key: "app/port", Value: []byte("9090")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	target, err := url.Parse("http://" + agent.HTTPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		maxStale string
+		want     string // how the KV answers begin
+	}{
+		{"1s", "stale consistent"},
+		{"10s", "stale"},
+	} {
+		t.Run("-max-stale "+tc.maxStale, func(t *testing.T) {
+			for _, bin := range []string{realCT, ourCT} {
+				var mu sync.Mutex
+				var kinds []string
+				proxy := httputil.NewSingleHostReverseProxy(target)
+				proxy.ModifyResponse = func(resp *http.Response) error {
+					if resp.Request.URL.Path != "/v1/kv/app/port" {
+						return nil
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					if _, stale := resp.Request.URL.Query()["stale"]; stale {
+						kinds = append(kinds, "stale")
+						resp.Header.Set("X-Consul-LastContact", "5000")
+					} else {
+						kinds = append(kinds, "consistent")
+					}
+					return nil
+				}
+				srv := httptest.NewServer(proxy)
+				dir := t.TempDir()
+				os.WriteFile(filepath.Join(dir, "t.ctmpl"), []byte(`{{ key "app/port" }}`), 0o644) //nolint:errcheck
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				cmd := exec.CommandContext(ctx, bin, "-once", "-max-stale", tc.maxStale, "-consul-addr", srv.Listener.Addr().String(),
+					"-template", "t.ctmpl:out")
+				cmd.Dir = dir
+				cmd.Env = append(os.Environ(), "CONSUL_HTTP_ADDR=", "CONSUL_HTTP_TOKEN=")
+				out, err := cmd.CombinedOutput()
+				cancel()
+				srv.Close()
+				if err != nil {
+					t.Fatalf("%s: %v\n%s", bin, err, tail(string(out), 5))
+				}
+				if b, _ := os.ReadFile(filepath.Join(dir, "out")); string(b) != "9090" {
+					t.Errorf("%s wrote %q", bin, b)
+				}
+				mu.Lock()
+				got := strings.Join(kinds, " ")
+				mu.Unlock()
+				if !strings.HasPrefix(got, tc.want) || strings.HasPrefix(got, tc.want+" consistent") {
+					t.Errorf("%s: answers %q; want them to begin %q", bin, got, tc.want)
+				}
+			}
+		})
+	}
+}

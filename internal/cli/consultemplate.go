@@ -359,15 +359,21 @@ func (r *ctRun) signals() (kill, reload syscall.Signal) {
 }
 
 // watchOptions are consul-template's query settings: stale reads unless
-// max_stale is 0 (its default is 2s), block_query_wait as every blocking
+// max_stale is 0 (its default is 2s), an answer staler than max_stale
+// dropped for a consistent read, block_query_wait as every blocking
 // query's wait (its default is 1m; 0 sends Consul's default, 5m), and its
 // retry policy, so a run whose Consul stays unreachable ends with exit 14
 // as consul-template's does.
 func watchOptions(cfg *ctconfig.Config) consul.WatchOptions {
 	maxFailures, backoff, maxBackoff := cfg.Consul.Retry.Policy()
+	maxStale := 2 * time.Second // consul-template's default
+	if cfg.MaxStale != nil {
+		maxStale = *cfg.MaxStale
+	}
 	return consul.WatchOptions{
 		WaitTime:    cfg.BlockQueryWaitOrDefault(),
-		Stale:       cfg.MaxStale == nil || *cfg.MaxStale > 0,
+		Stale:       maxStale > 0,
+		MaxStale:    maxStale,
 		MaxFailures: maxFailures,
 		BackoffMin:  backoff,
 		BackoffMax:  maxBackoff,

@@ -107,6 +107,7 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return writeSnapshot(ctx, *consulAddr, *snapshot, stderr)
 	}
 	var ct *ctconfig.Config
+	var maxStale time.Duration // a consul-template config's max_stale
 	if len(configs) > 0 {
 		if ct, err = renderCTConfig(configs); err != nil {
 			return usageErr("%v", err)
@@ -117,7 +118,7 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			ct.Consul.Address = consulAddr // the flag wins, for the client and for CONSUL_HTTP_ADDR in commands
 		}
 		if ct.MaxStale != nil && *ct.MaxStale > 0 {
-			*stale = true
+			*stale, maxStale = true, *ct.MaxStale
 		}
 		levelSet := false
 		fs.Visit(func(f *flag.Flag) { levelSet = levelSet || f.Name == "log-level" })
@@ -205,7 +206,7 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if err != nil {
 			return usageErr("%v", err)
 		}
-		wopts := consul.WatchOptions{Stale: *stale, Cached: *cached}
+		wopts := consul.WatchOptions{Stale: *stale, MaxStale: maxStale, Cached: *cached}
 		if ct != nil && ct.BlockQueryWait != nil {
 			wopts.WaitTime = *ct.BlockQueryWait // 0 keeps Consul's default
 		}

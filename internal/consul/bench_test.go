@@ -84,7 +84,7 @@ func BenchmarkFetchHealthService(b *testing.B) {
 				w := NewWatcher(context.Background(), client, WatchOptions{}, zerolog.Nop())
 				defer w.Close()
 				f := &fetcher{dec: dep.NewDecoder(q)}
-				prev, _, err := w.fetch(context.Background(), q, f, 0, time.Second)
+				prev, _, err := w.fetch(context.Background(), q, f, 0, time.Second, false)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -94,7 +94,7 @@ func BenchmarkFetchHealthService(b *testing.B) {
 					if mode == "full" {
 						f.dec = dep.NewDecoder(q)
 					}
-					v, _, err := w.fetch(context.Background(), q, f, 0, time.Second)
+					v, _, err := w.fetch(context.Background(), q, f, 0, time.Second, false)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -20,6 +20,9 @@ import (
 type answer struct {
 	body  []byte
 	index uint64
+	// lastContact is X-Consul-LastContact: how long ago the answering
+	// server last heard from the leader (0 from the leader itself).
+	lastContact time.Duration
 }
 
 // queryOptions are the generic parameters of a read.
@@ -91,6 +94,11 @@ func (c *Client) get(ctx context.Context, q dep.Query, o queryOptions, buf *byte
 		}
 	} else {
 		return answer{}, fmt.Errorf("no X-Consul-Index in the answer (status %s)", resp.Status)
+	}
+	if s := resp.Header.Get("X-Consul-LastContact"); s != "" {
+		if ms, err := strconv.ParseUint(s, 10, 32); err == nil {
+			a.lastContact = time.Duration(ms) * time.Millisecond
+		}
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:

@@ -3,6 +3,7 @@ package consul
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -39,6 +40,12 @@ type WatchOptions struct {
 	MaxFailures int
 	// Stale allows any server to answer (?stale), trading freshness for load.
 	Stale bool
+	// MaxStale, with Stale, bounds how stale an answer may be: one from a
+	// server that last heard from the leader more than MaxStale ago
+	// (X-Consul-LastContact) is not used, and the next request reads
+	// consistently from the leader (consul-template's max_stale). 0: no
+	// bound.
+	MaxStale time.Duration
 	// Cached reads through the local agent's cache (?cached) where the
 	// endpoint supports it (services and health). With many renderers on one
 	// client agent watching the same large service, the agent then keeps one
@@ -117,6 +124,7 @@ type watch struct {
 // that an operator can tell which query is erroring or resetting.
 type watchCounts struct {
 	requests, errors, indexResets, emptyHeld int64
+	tooStale                                 int64         // answers not used: older than MaxStale
 	answered                                 int64         // requests that answered
 	latency                                  time.Duration // their total time
 }
@@ -237,9 +245,10 @@ type WatchInfo struct {
 	// Requests and Errors count this watch's requests and failed ones;
 	// IndexResets and EmptyHeld its index resets and held-back empty
 	// answers. Answered requests took Latency in total (it includes the
-	// time Consul held the blocking query).
-	Requests, Errors, IndexResets, EmptyHeld, Answered int64
-	Latency                                            time.Duration
+	// time Consul held the blocking query). TooStale counts answers not
+	// used because they were older than MaxStale.
+	Requests, Errors, IndexResets, EmptyHeld, Answered, TooStale int64
+	Latency                                                      time.Duration
 }
 
 // Watches describes every running watch, sorted by query.
@@ -256,7 +265,7 @@ func (w *Watcher) Watches() []WatchInfo {
 		out = append(out, WatchInfo{Query: q.String(), Subscribers: len(wt.subs), Instances: n,
 			Index: wt.index, LastChange: wt.lastChange, Held: wt.held, Err: wt.err,
 			Requests: c.requests, Errors: c.errors, IndexResets: c.indexResets, EmptyHeld: c.emptyHeld,
-			Answered: c.answered, Latency: c.latency})
+			Answered: c.answered, Latency: c.latency, TooStale: c.tooStale})
 	}
 	slices.SortFunc(out, func(a, b WatchInfo) int { return strings.Compare(a.Query, b.Query) })
 	return out
@@ -335,6 +344,7 @@ func (w *Watcher) loop(ctx context.Context, wt *watch) {
 		loggedAt  time.Time // when the current run of failures was last logged
 		firstFail time.Time // when the current run of failures began
 	)
+	consistent := false // the last answer was too stale: ask the leader
 	for {
 		sent := time.Now()
 		waitTime := w.opts.WaitTime
@@ -345,9 +355,17 @@ func (w *Watcher) loop(ctx context.Context, wt *watch) {
 			}
 		}
 		w.requests.Add(1)
-		v, newIndex, err := w.fetch(ctx, wt.q, f, index, waitTime)
+		stale := w.opts.Stale && !consistent
+		v, newIndex, err := w.fetch(ctx, wt.q, f, index, waitTime, stale)
 		if ctx.Err() != nil {
 			return
+		}
+		var tooStale *tooStaleError
+		if consistent = errors.As(err, &tooStale); consistent {
+			w.count(wt, nil, time.Since(sent))
+			w.bump(&wt.counts.tooStale)
+			log.Debug().Dur("last_contact", tooStale.lastContact).Dur("max_stale", w.opts.MaxStale).Msg("answer too stale; asking the leader")
+			continue // the same index, consistently
 		}
 		w.count(wt, err, time.Since(sent))
 		if err != nil {
@@ -433,12 +451,20 @@ func (w *Watcher) loop(ctx context.Context, wt *watch) {
 	}
 }
 
+// tooStaleError is an answer fetch did not use: its server last heard from
+// the leader longer ago than MaxStale.
+type tooStaleError struct{ lastContact time.Duration }
+
+func (e *tooStaleError) Error() string {
+	return fmt.Sprintf("answer too stale (last contact with the leader %s ago)", e.lastContact)
+}
+
 // fetch runs one blocking query and decodes the answer into template
 // values, through the watch's incremental decoder. Its deadline is the wait
 // plus Consul's jitter (wait/16) plus the client's CallTimeout for the answer
 // to travel: an agent that hangs (SIGSTOP, a stuck server) fails the request
 // instead of holding the loop forever.
-func (w *Watcher) fetch(ctx context.Context, q dep.Query, f *fetcher, index uint64, wait time.Duration) (any, uint64, error) {
+func (w *Watcher) fetch(ctx context.Context, q dep.Query, f *fetcher, index uint64, wait time.Duration, stale bool) (any, uint64, error) {
 	endpoint := q.Kind.String()
 	if q.Kind == dep.KindCatalogNode && q.Name == "" {
 		if f.node == "" {
@@ -454,12 +480,15 @@ func (w *Watcher) fetch(ctx context.Context, q dep.Query, f *fetcher, index uint
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 	start := time.Now()
-	a, err := w.client.get(ctx, q, queryOptions{index: index, wait: wait, stale: w.opts.Stale, cached: w.opts.Cached && q.Cacheable()}, &f.buf)
+	a, err := w.client.get(ctx, q, queryOptions{index: index, wait: wait, stale: stale, cached: w.opts.Cached && q.Cacheable()}, &f.buf)
 	if w.client.stats.request(endpoint, err, true, time.Since(start)) == OutcomeTimeout {
 		err = fmt.Errorf("no answer within %s: %w", deadline, err)
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", q, err)
+	}
+	if stale && w.opts.MaxStale > 0 && a.lastContact > w.opts.MaxStale {
+		return nil, 0, &tooStaleError{lastContact: a.lastContact} // not decoded: not used
 	}
 	v, err := f.dec.Decode(a.body)
 	w.client.stats.elements(f.dec.Decoded, f.dec.Reused)

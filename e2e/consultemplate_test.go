@@ -318,7 +318,7 @@ template {
 }
 `,
 		"quotedbool.hcl": "template {\n  source = \"web.ctmpl\"\n  destination = \"out/x\"\n  backup = \"true\"\n}\n",
-		"badretry.hcl": "consul {\n  retry {\n    attempts = \"2\"\n  }\n}\ntemplate {\n  source = \"web.ctmpl\"\n  destination = \"out/x\"\n}\n",
+		"badretry.hcl":   "consul {\n  retry {\n    attempts = \"2\"\n  }\n}\ntemplate {\n  source = \"web.ctmpl\"\n  destination = \"out/x\"\n}\n",
 		// "C" + "ONSUL_..." and [C]ONSUL below: setup replaces the word with the agent's address.
 		"childenv.ctmpl": `{{ $p := "C" }}A={{ env (print $p "ONSUL_HTTP_ADDR") }} S={{ env (print $p "ONSUL_HTTP_SSL") }} V={{ env (print $p "ONSUL_HTTP_SSL_VERIFY") }} T={{ envOrDefault (print $p "ONSUL_HTTP_TOKEN") "none" }}`,
 		// Each command and the child write what they got of the
@@ -764,7 +764,7 @@ func TestConsulTemplateWatchModeErrorsSideBySide(t *testing.T) {
 				}
 				dir := t.TempDir()
 				os.WriteFile(filepath.Join(dir, "t.ctmpl"), []byte(strings.ReplaceAll(tmpl, "KEY", key)), 0o644) //nolint:errcheck
-				os.WriteFile(filepath.Join(dir, "nonfatal.hcl"), []byte(fmt.Sprintf( //nolint:errcheck
+				os.WriteFile(filepath.Join(dir, "nonfatal.hcl"), []byte(fmt.Sprintf(                             //nolint:errcheck
 					"template {\n  source = %q\n  destination = %q\n  error_fatal = false\n}\n", filepath.Join(dir, "t.ctmpl"), filepath.Join(dir, "out"))), 0o644)
 				args := append([]string{"-consul-addr", agent.HTTPAddr}, tc.args...)
 				for i := range args {
@@ -778,7 +778,7 @@ func TestConsulTemplateWatchModeErrorsSideBySide(t *testing.T) {
 					t.Fatal(err)
 				}
 				exited := make(chan struct{})
-				go func() { cmd.Wait(); close(exited) }() //nolint:errcheck
+				go func() { cmd.Wait(); close(exited) }()          //nolint:errcheck
 				t.Cleanup(func() { cmd.Process.Kill(); <-exited }) //nolint:errcheck
 				read := func() string { b, _ := os.ReadFile(filepath.Join(dir, "out")); return string(b) }
 				testenv.Eventually(t, 15*time.Second, func() (bool, string) { return read() == "1", stderr.String() })

@@ -764,8 +764,8 @@ func TestConsulTemplateWatchModeErrorsSideBySide(t *testing.T) {
 				}
 				dir := t.TempDir()
 				os.WriteFile(filepath.Join(dir, "t.ctmpl"), []byte(strings.ReplaceAll(tmpl, "KEY", key)), 0o644) //nolint:errcheck
-				os.WriteFile(filepath.Join(dir, "nonfatal.hcl"), []byte(fmt.Sprintf(                             //nolint:errcheck
-					"template {\n  source = %q\n  destination = %q\n  error_fatal = false\n}\n", filepath.Join(dir, "t.ctmpl"), filepath.Join(dir, "out"))), 0o644)
+				nonfatal := fmt.Sprintf("template {\n  source = %q\n  destination = %q\n  error_fatal = false\n}\n", filepath.Join(dir, "t.ctmpl"), filepath.Join(dir, "out"))
+				os.WriteFile(filepath.Join(dir, "nonfatal.hcl"), []byte(nonfatal), 0o644) //nolint:errcheck
 				args := append([]string{"-consul-addr", agent.HTTPAddr}, tc.args...)
 				for i := range args {
 					args[i] = strings.ReplaceAll(args[i], "DIR", dir)

@@ -359,10 +359,6 @@ func TestConsulTemplateMaxStaleSideBySide(t *testing.T) {
 	if _, err := agent.Client(t).KV().Put(&api.KVPair{Key: "app/port", Value: []byte("9090")}, nil); err != nil {
 		t.Fatal(err)
 	}
-	target, err := url.Parse("http://" + agent.HTTPAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		maxStale string
 		want     string // how the KV answers begin
@@ -372,44 +368,23 @@ func TestConsulTemplateMaxStaleSideBySide(t *testing.T) {
 	} {
 		t.Run("-max-stale "+tc.maxStale, func(t *testing.T) {
 			for _, bin := range []string{realCT, ourCT} {
-				var mu sync.Mutex
-				var kinds []string
-				proxy := httputil.NewSingleHostReverseProxy(target)
-				proxy.ModifyResponse = func(resp *http.Response) error {
-					if resp.Request.URL.Path != "/v1/kv/app/port" {
-						return nil
-					}
-					mu.Lock()
-					defer mu.Unlock()
-					if _, stale := resp.Request.URL.Query()["stale"]; stale {
-						kinds = append(kinds, "stale")
-						resp.Header.Set("X-Consul-LastContact", "5000")
-					} else {
-						kinds = append(kinds, "consistent")
-					}
-					return nil
-				}
-				srv := httptest.NewServer(proxy)
+				proxy := testenv.StartStaleProxy(t, agent.HTTPAddr, "/v1/kv/app/port")
 				dir := t.TempDir()
 				os.WriteFile(filepath.Join(dir, "t.ctmpl"), []byte(`{{ key "app/port" }}`), 0o644) //nolint:errcheck
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				cmd := exec.CommandContext(ctx, bin, "-once", "-max-stale", tc.maxStale, "-consul-addr", srv.Listener.Addr().String(),
+				cmd := exec.CommandContext(ctx, bin, "-once", "-max-stale", tc.maxStale, "-consul-addr", proxy.Addr,
 					"-template", "t.ctmpl:out")
 				cmd.Dir = dir
 				cmd.Env = append(os.Environ(), "CONSUL_HTTP_ADDR=", "CONSUL_HTTP_TOKEN=")
 				out, err := cmd.CombinedOutput()
 				cancel()
-				srv.Close()
 				if err != nil {
 					t.Fatalf("%s: %v\n%s", bin, err, tail(string(out), 5))
 				}
 				if b, _ := os.ReadFile(filepath.Join(dir, "out")); string(b) != "9090" {
 					t.Errorf("%s wrote %q", bin, b)
 				}
-				mu.Lock()
-				got := strings.Join(kinds, " ")
-				mu.Unlock()
-				if !strings.HasPrefix(got, tc.want) || strings.HasPrefix(got, tc.want+" consistent") {
+				if got := proxy.Answers(); !strings.HasPrefix(got, tc.want) || strings.HasPrefix(got, tc.want+" consistent") {
 					t.Errorf("%s: answers %q; want them to begin %q", bin, got, tc.want)
 				}
 			}

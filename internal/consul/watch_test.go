@@ -404,35 +404,10 @@ func TestWatcherBlocksForWaitTime(t *testing.T) {
 // agent claims a 5s-old contact on every stale answer.
 func TestWatcherMaxStale(t *testing.T) {
 	agent := testenv.StartConsul(t)
-	target, _ := url.Parse("http://" + agent.HTTPAddr)
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	var mu sync.Mutex
-	var kinds []string // "stale" or "consistent", per answer, in order
-	proxy.ModifyResponse = func(resp *http.Response) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if _, stale := resp.Request.URL.Query()["stale"]; stale {
-			kinds = append(kinds, "stale")
-			resp.Header.Set("X-Consul-LastContact", "5000")
-		} else {
-			kinds = append(kinds, "consistent")
-		}
-		return nil
-	}
-	srv := httptest.NewServer(proxy)
-	t.Cleanup(srv.Close)
-	kv := agent.Client(t).KV()
-	if _, err := kv.Put(&api.KVPair{Key: "cfg/x", Value: []byte("1")}, nil); err != nil {
+	if _, err := agent.Client(t).KV().Put(&api.KVPair{Key: "cfg/x", Value: []byte("1")}, nil); err != nil {
 		t.Fatal(err)
 	}
 	q, _ := dep.ParseKey("cfg/x")
-	value := func(w *Watcher) string {
-		v, ok := w.Get(q)
-		if !ok {
-			return "(none)"
-		}
-		return fmt.Sprint(v)
-	}
 	for _, tc := range []struct {
 		name     string
 		maxStale time.Duration
@@ -442,16 +417,11 @@ func TestWatcherMaxStale(t *testing.T) {
 		{"within the bound", 10 * time.Second, "stale"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mu.Lock()
-			kinds = nil
-			mu.Unlock()
-			w := newTestWatcher(t, srv.URL, WatchOptions{Stale: true, MaxStale: tc.maxStale})
+			proxy := testenv.StartStaleProxy(t, agent.HTTPAddr, "/v1/kv/")
+			w := newTestWatcher(t, "http://"+proxy.Addr, WatchOptions{Stale: true, MaxStale: tc.maxStale})
 			w.Subscribe(q, make(chan struct{}, 1))
-			testenv.Eventually(t, 10*time.Second, func() (bool, string) { v := value(w); return v != "(none)", v })
-			mu.Lock()
-			got := strings.Join(kinds, " ")
-			mu.Unlock()
-			if !strings.HasPrefix(got, tc.want) || strings.HasPrefix(got, tc.want+" consistent") {
+			testenv.Eventually(t, 10*time.Second, func() (bool, string) { _, ok := w.Get(q); return ok, proxy.Answers() })
+			if got := proxy.Answers(); !strings.HasPrefix(got, tc.want) || strings.HasPrefix(got, tc.want+" consistent") {
 				t.Errorf("answers %q; want them to begin %q", got, tc.want)
 			}
 			if n := w.Watches()[0].TooStale; (n > 0) != (tc.maxStale == time.Second) {

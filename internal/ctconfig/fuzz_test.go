@@ -14,6 +14,8 @@ func FuzzParseHCL(f *testing.F) {
 	f.Add(`{"template": [{"source": "s", "destination": "d"}]}`)
 	f.Add("wait = \"1s:2s\"\nconsul = \"a:1\"\n")
 	f.Add("template { perms = 0644 user = 0 wait { min = \"1s\" } }")
+	f.Add("template {\n  exec {\n    command = [\"c\"]\n    timeout = \"1s\"\n    env { allowlist = \"A*,B\" custom = [\"X=1\"] pristine = true }\n  }\n  function_denylist = [\"plugin\"]\n  sandbox_path = \"/s\"\n  error_fatal = false\n}\nexec { env { blacklist = [\"H\"] } }\n")
+	f.Add("consul {\n  auth { username = \"u\" password = \"p\" }\n  transport { dial_timeout = \"1s\" max_idle_conns = 3 }\n}\nblock_query_wait = \"1m\"\ntemplate_error_fatal = true\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		type res struct {
 			c   *Config

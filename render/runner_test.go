@@ -320,6 +320,7 @@ func TestRunnerErrorPolicies(t *testing.T) {
 	const text = `{{ range service "web" }}{{ if eq .Address "bad" }}{{ fail "bad address" }}{{ end }}{{ .Address }}{{ end }}`
 	tmpl := writeTemp(t, "t.ctmpl", text)
 	q := svcQuery(t, "web")
+	var logs testenv.Buffer // what the runner logged, for the subtests that wait for a failure
 	start := func(t *testing.T, cfg Config, once bool) (*mapSource, string, <-chan error) {
 		src := newMapSource()
 		src.set(q, instances("web", "127.0.0.1"))
@@ -327,7 +328,7 @@ func TestRunnerErrorPolicies(t *testing.T) {
 		if cfg.Destination == "" {
 			cfg.Destination = filepath.Join(t.TempDir(), "out")
 		}
-		r, err := NewRunner(src, []Config{cfg}, RunnerOptions{Log: zerolog.Nop()})
+		r, err := NewRunner(src, []Config{cfg}, RunnerOptions{Log: zerolog.New(&logs)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -373,6 +374,9 @@ func TestRunnerErrorPolicies(t *testing.T) {
 		src, dest, done := start(t, Config{}, false)
 		awaitFile(t, dest, "127.0.0.1")
 		src.set(q, instances("web", "bad"))
+		testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+			return strings.Contains(logs.String(), "template failed to execute; keeping the last good file"), logs.String()
+		})
 		src.set(q, instances("web", "127.0.0.2"))
 		awaitFile(t, dest, "127.0.0.2")
 		select {

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
 	"regexp"
@@ -138,7 +139,7 @@ func bindTemplateFuncs(tm *template.Template, b *bound, denylist []string) {
 }
 
 func consulTemplateHelpers() template.FuncMap {
-	return template.FuncMap{
+	fm := template.FuncMap{
 		// Grouping Consul answers.
 		"byKey":  byKey,
 		"byTag":  byTag,
@@ -153,10 +154,8 @@ func consulTemplateHelpers() template.FuncMap {
 		"in":             in,
 
 		// Environment and files.
-		"env":          os.Getenv,
-		"mustEnv":      mustEnv,
-		"envOrDefault": envOrDefault,
-		"file":         fileIn(""), // Parse binds a sandboxed one for Options.SandboxPath
+		// env, mustEnv and envOrDefault come from envFuncs(nil).
+		"file": fileIn(""), // Parse binds a sandboxed one for Options.SandboxPath
 
 		// Templates and scratch state; bindTemplateFuncs replaces both per execution.
 		"executeTemplate": func(string, ...any) (string, error) {
@@ -221,6 +220,8 @@ func consulTemplateHelpers() template.FuncMap {
 		"minimum":  pick("minimum", func(c int) bool { return c < 0 }),
 		"maximum":  pick("maximum", func(c int) bool { return c > 0 }),
 	}
+	maps.Copy(fm, envFuncs(nil))
+	return fm
 }
 
 // byKey groups pairs (from tree or ls) by their first path segment; the
@@ -365,37 +366,10 @@ func containsSome(name string, retTrue, invert bool) func(needles, list any) (bo
 	}
 }
 
-func mustEnv(name string) (string, error) {
-	return mustEnvIn(os.LookupEnv)(name)
-}
-
-func mustEnvIn(lookup func(string) (string, bool)) func(string) (string, error) {
-	return func(name string) (string, error) {
-		if v, _ := lookup(name); v != "" {
-			return v, nil
-		}
-		return "", fmt.Errorf("required environment variable %s is empty", name)
-	}
-}
-
-// envOrDefault returns the variable if it is set, even to "".
-func envOrDefault(name, def string) string {
-	return envOrDefaultIn(os.LookupEnv)(name, def)
-}
-
-func envOrDefaultIn(lookup func(string) (string, bool)) func(string, string) string {
-	return func(name, def string) string {
-		if v, ok := lookup(name); ok {
-			return v
-		}
-		return def
-	}
-}
-
 // envFuncs are env, mustEnv and envOrDefault looking name up in env
 // (NAME=VALUE entries, the first of a name wins) before the process
 // environment, as consul-template's take the environment it gives its
-// children.
+// children. envFuncs(nil) reads the process environment alone.
 func envFuncs(env []string) template.FuncMap {
 	lookup := func(name string) (string, bool) {
 		for _, kv := range env {
@@ -406,9 +380,20 @@ func envFuncs(env []string) template.FuncMap {
 		return os.LookupEnv(name)
 	}
 	return template.FuncMap{
-		"env":          func(name string) string { v, _ := lookup(name); return v },
-		"mustEnv":      mustEnvIn(lookup),
-		"envOrDefault": envOrDefaultIn(lookup),
+		"env": func(name string) string { v, _ := lookup(name); return v },
+		"mustEnv": func(name string) (string, error) {
+			if v, _ := lookup(name); v != "" {
+				return v, nil
+			}
+			return "", fmt.Errorf("required environment variable %s is empty", name)
+		},
+		// envOrDefault returns the variable if it is set, even to "".
+		"envOrDefault": func(name, def string) string {
+			if v, ok := lookup(name); ok {
+				return v
+			}
+			return def
+		},
 	}
 }
 

@@ -383,8 +383,9 @@ func watchOptions(cfg *ctconfig.Config) consul.WatchOptions {
 // build makes a runner for the current config.
 func (r *ctRun) build(ctx context.Context) (*render.Runner, *consul.Watcher, error) {
 	var rcs []render.Config
+	childEnv := r.cfg.ChildEnv(os.Getenv)
 	for _, t := range r.cfg.Templates {
-		rc, err := renderConfig(r.cfg, t, r.stdout, r.stderr, r.cfg.ChildEnv(os.Getenv))
+		rc, err := renderConfig(r.cfg, t, r.stdout, r.stderr, childEnv)
 		if err != nil {
 			return nil, nil, err
 		}

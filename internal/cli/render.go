@@ -163,11 +163,12 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		cfgs = append(cfgs, c)
 	}
 	if ct != nil {
+		childEnv := ct.ChildEnv(os.Getenv)
 		for _, t := range ct.Templates {
 			if t.Destination == "" && !*dryRun {
 				return usageErr("%s: template: destination is required (only -dry-run can do without one)", t.At)
 			}
-			c, err := renderConfig(ct, t, stderr, stderr, ct.ChildEnv(os.Getenv))
+			c, err := renderConfig(ct, t, stderr, stderr, childEnv)
 			if err != nil {
 				return usageErr("%v", err)
 			}

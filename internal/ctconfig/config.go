@@ -47,9 +47,9 @@ type Config struct {
 	// Once, Dry and ParseOnly come from flags only (consul-template has no
 	// config keys for them).
 	Once, Dry bool
-	// Warnings are notes about options accepted but not (fully) honoured:
-	// the CLI logs them, so nothing is ignored silently. (consul.transport
-	// and block_query_wait were the last; none is produced today.)
+	// Warnings are notes about options accepted that do nothing (exec
+	// settings without a command, the global exec's timeout, as in
+	// consul-template): the CLI logs them, so nothing is ignored silently.
 	Warnings []string
 }
 
@@ -349,6 +349,15 @@ func (e Env) Environ(base, extra []string) []string {
 	return append(env, e.Custom...)
 }
 
+// checkCustom refuses an env custom entry without "=": consul-template
+// would hand the child a malformed environment entry.
+func checkCustom(kv string) error {
+	if !strings.Contains(kv, "=") {
+		return fmt.Errorf("%q: want NAME=VALUE", kv)
+	}
+	return nil
+}
+
 // matchAny reports whether name matches one of the glob patterns (a
 // malformed pattern matches nothing, as in consul-template).
 func matchAny(name string, patterns []string) bool {
@@ -483,7 +492,7 @@ func (c *Config) ChildEnv(getenv func(string) string) []string {
 		}
 		return ""
 	}
-	or := func(p *string, names ...string) string {
+	setOrEnv := func(p *string, names ...string) string {
 		if p != nil {
 			return *p
 		}
@@ -495,13 +504,13 @@ func (c *Config) ChildEnv(getenv func(string) string) []string {
 			env = append(env, name+"="+v)
 		}
 	}
-	add("CONSUL_HTTP_ADDR", or(c.Consul.Address, "CONSUL_HTTP_ADDR"))
+	add("CONSUL_HTTP_ADDR", setOrEnv(c.Consul.Address, "CONSUL_HTTP_ADDR"))
 	if c.Consul.Auth.On() {
 		user, pass := c.Consul.Auth.Credentials()
 		add("CONSUL_HTTP_AUTH", user+":"+pass)
 	}
-	add("CONSUL_HTTP_TOKEN", or(c.Consul.Token, "CONSUL_TOKEN", "CONSUL_HTTP_TOKEN"))
-	add("CONSUL_HTTP_TOKEN_FILE", or(c.Consul.TokenFile, "CONSUL_TOKEN_FILE", "CONSUL_HTTP_TOKEN_FILE"))
+	add("CONSUL_HTTP_TOKEN", setOrEnv(c.Consul.Token, "CONSUL_TOKEN", "CONSUL_HTTP_TOKEN"))
+	add("CONSUL_HTTP_TOKEN_FILE", setOrEnv(c.Consul.TokenFile, "CONSUL_TOKEN_FILE", "CONSUL_HTTP_TOKEN_FILE"))
 	add("CONSUL_HTTP_SSL", strconv.FormatBool(c.Consul.SSL.On()))
 	add("CONSUL_HTTP_SSL_VERIFY", strconv.FormatBool(c.Consul.SSL.Verify == nil || *c.Consul.SSL.Verify))
 	add("VAULT_ADDR", fromEnv("VAULT_ADDR"))

@@ -172,8 +172,8 @@ func ParseFlags(args []string) (*Flags, error) {
 	durFlag("exec-splay", func(d time.Duration) { execCfg().Splay = &d })
 	boolean("exec-env-pristine", func(b bool) error { execCfg().Env.Pristine = bptr(b); return nil })
 	str("exec-env-custom", func(s string) error {
-		if !strings.Contains(s, "=") {
-			return fmt.Errorf("%q: want NAME=VALUE", s)
+		if err := checkCustom(s); err != nil {
+			return err
 		}
 		execCfg().Env.Custom = append(execCfg().Env.Custom, s)
 		return nil

@@ -341,22 +341,16 @@ func (p *parser) retry(r *Retry, it *ast.ObjectItem) error {
 		return err
 	}
 	known := []string{"enabled", "attempts", "backoff", "max_backoff"}
-	return p.items(obj, "consul.retry", known, func(key, path string, it *ast.ObjectItem) error {
+	return p.items(obj, "consul.retry", known, func(key, path string, it *ast.ObjectItem) (err error) {
 		switch key {
 		case "enabled":
-			b, err := p.boolean(it, path)
-			r.Enabled = &b
-			return err
+			r.Enabled, err = ptr(p.boolean(it, path))
 		case "attempts":
-			n, err := p.integer(it, path)
-			r.Attempts = &n
-			return err
-		}
-		d, err := p.duration(it, path)
-		if key == "backoff" {
-			r.Backoff = &d
-		} else {
-			r.MaxBackoff = &d
+			r.Attempts, err = ptr(p.integer(it, path))
+		case "backoff":
+			r.Backoff, err = ptr(p.duration(it, path))
+		case "max_backoff":
+			r.MaxBackoff, err = ptr(p.duration(it, path))
 		}
 		return err
 	})
@@ -519,8 +513,8 @@ func (p *parser) env(e *Env, it *ast.ObjectItem, block string) error {
 		case "custom":
 			if list, err = p.stringList(it, path); err == nil {
 				for _, kv := range list {
-					if !strings.Contains(kv, "=") {
-						return p.errf(it.Val, path, "%q: want NAME=VALUE", kv)
+					if err := checkCustom(kv); err != nil {
+						return p.errf(it.Val, path, "%v", err)
 					}
 				}
 				e.Custom = append(e.Custom, list...)
@@ -635,13 +629,9 @@ func (p *parser) command(it *ast.ObjectItem, path string) ([]string, error) {
 	if !ok {
 		return nil, p.errf(it.Val, path, "want a string or a list of strings")
 	}
-	var argv []string
-	for _, n := range list.List {
-		s, ok := literal(n, token.STRING)
-		if !ok {
-			return nil, p.errf(n, path, "want a string")
-		}
-		argv = append(argv, s)
+	argv, err := p.strings(list, path)
+	if err != nil {
+		return nil, err
 	}
 	if len(argv) == 0 {
 		return nil, p.errf(it.Val, path, "empty command")
@@ -663,6 +653,11 @@ func (p *parser) stringList(it *ast.ObjectItem, path string) ([]string, error) {
 	if !ok {
 		return nil, p.errf(it.Val, path, "want a list of strings")
 	}
+	return p.strings(list, path)
+}
+
+// strings reads a list whose every element is a string.
+func (p *parser) strings(list *ast.ListType, path string) ([]string, error) {
 	var out []string
 	for _, n := range list.List {
 		s, ok := literal(n, token.STRING)

@@ -40,6 +40,7 @@ lint: ## gofmt and go vet
 fuzz: ## run each fuzz target for 20s
 	$(GO) test -run '^$$' -fuzz FuzzParseService -fuzztime 20s ./internal/dep/
 	$(GO) test -run '^$$' -fuzz FuzzDecoder -fuzztime 20s ./internal/dep/
+	$(GO) test -run '^$$' -fuzz FuzzMemo -fuzztime 20s ./render/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 20s ./internal/fixture/
 	$(GO) test -run '^$$' -fuzz FuzzParseHCL -fuzztime 20s ./internal/ctconfig/
 	$(GO) test -run '^$$' -fuzz FuzzParseFlags -fuzztime 20s ./internal/ctconfig/

@@ -225,3 +225,70 @@ func TestSharedCommandFromConsul(t *testing.T) {
 		t.Errorf("command runs:\n%s\nwant one per change:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestMemoFromConsul renders a service of 60 instances from a real agent
+// twice, with its range remembered and as written, through each kind of
+// change: both files stay identical, and a change of one instance runs
+// the remembered body for that instance alone.
+func TestMemoFromConsul(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	c := agent.Client(t)
+	const n = 60
+	for i := range n {
+		registerTTL(t, c, fmt.Sprintf("web-%02d", i), "web", "127.0.0.1", 8000+i, api.HealthPassing, "v1")
+	}
+	tmpl := writeTemp(t, "web.ctmpl", benchUpstream)
+	dir := t.TempDir()
+	remembered, written := filepath.Join(dir, "remembered"), filepath.Join(dir, "written")
+	r := liveRunner(t, agent.HTTPAddr,
+		Config{Source: tmpl, Destination: remembered},
+		Config{Source: tmpl, Destination: written, Options: Options{noMemo: true}})
+	u := r.units[0]
+	u.tmplMu.Lock()
+	m := u.tmpl.memo
+	u.tmplMu.Unlock()
+	if m == nil || len(m.ranges) != 1 {
+		t.Fatalf("memo %+v, want the range remembered", m)
+	}
+	runs := &m.ranges[0].runs
+	for _, step := range []struct {
+		name   string
+		change func()
+		want   string // in both files afterwards
+		runs   int64  // of the remembered body
+	}{
+		{"first render", func() {}, "server 127.0.0.1:8059; # web-59 v1", n},
+		{"one instance's port", func() {
+			registerTTL(t, c, "web-07", "web", "127.0.0.1", 9007, api.HealthPassing, "v1")
+		}, "server 127.0.0.1:9007; # web-07 v1", 1},
+		{"one instance's tags", func() {
+			registerTTL(t, c, "web-08", "web", "127.0.0.1", 8008, api.HealthPassing)
+		}, "server 127.0.0.1:8008; # web-08\n", 1},
+		{"one instance added", func() {
+			registerTTL(t, c, "web-60", "web", "127.0.0.1", 8060, api.HealthPassing, "v1")
+		}, "server 127.0.0.1:8060; # web-60 v1", 1},
+		{"one instance failing", func() {
+			if err := c.Agent().UpdateTTL("web-09:ttl", "down", api.HealthCritical); err != nil {
+				t.Fatal(err)
+			}
+		}, "# web-08\n  server 127.0.0.1:8010;", 0},
+		{"one instance removed", func() {
+			if err := c.Agent().ServiceDeregister("web-00"); err != nil {
+				t.Fatal(err)
+			}
+		}, "upstream web {\n  server 127.0.0.1:8001;", 0},
+	} {
+		before := runs.Load()
+		if step.name == "first render" {
+			before = 0 // it may have happened already
+		}
+		step.change()
+		testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+			a, b := readFile(t, remembered), readFile(t, written)
+			return a == b && strings.Contains(a, step.want), fmt.Sprintf("%s: remembered\n%s\nas written\n%s", step.name, a, b)
+		})
+		if got := runs.Load() - before; got != step.runs {
+			t.Fatalf("%s: the body ran %d times, want %d", step.name, got, step.runs)
+		}
+	}
+}

@@ -32,6 +32,7 @@ type Template struct {
 	// mutex so that a caller whose context ends stops waiting for it.
 	sem  chan struct{}
 	pass *pass
+	memo *memo // nil: no range body to remember (memo.go)
 }
 
 // Options change how a template executes.
@@ -63,6 +64,10 @@ type Options struct {
 	// SandboxPath is consul-template's sandbox_path: when set, `file` reads
 	// only existing files whose path, symlinks resolved, is inside it.
 	SandboxPath string
+
+	// noMemo executes every range body as written (memo.go), for tests
+	// that compare the two.
+	noMemo bool
 }
 
 // allHelpers is Sprig plus consul-template's helpers, shared by every
@@ -110,6 +115,9 @@ func Parse(name, text string, opts Options) (*Template, error) {
 	}
 	t.tmpl = tm
 	t.opts = opts
+	if !opts.noMemo {
+		t.memo = newMemo(tm, funcs, opts.Strict)
+	}
 	return t, nil
 }
 
@@ -192,8 +200,7 @@ func (t *Template) ExecuteContext(ctx context.Context, src dep.Source, notify ch
 		p := &pass{src: src, notify: notify, used: map[dep.Query]bool{}, bound: b}
 		t.pass = p
 		defer func() { t.pass = nil }()
-		bindTemplateFuncs(t.tmpl, b, t.opts.FunctionDenylist) // fresh scratch, executeTemplate bound to this template
-		err := t.tmpl.Execute(b, nil)
+		err := t.run(b)
 		if err == nil {
 			// A lookup that saw the cancellation returned no data; the
 			// output must not pass for complete.
@@ -219,6 +226,33 @@ func (t *Template) ExecuteContext(ctx context.Context, src dep.Source, notify ch
 			return nil, t.canceled(ctx)
 		}
 	}
+}
+
+// run executes the template once into b. An execution with remembered
+// ranges that fails runs again as written, so that the error and the output
+// are text/template's own; if that run succeeds, the memo caused the
+// failure and the template does without it from now on (see memo).
+func (t *Template) run(b *bound) error {
+	bindTemplateFuncs(t.tmpl, b, t.opts.FunctionDenylist) // fresh scratch, executeTemplate bound to this template
+	m := t.memo
+	if m == nil {
+		return t.tmpl.Execute(b, nil)
+	}
+	m.begin(b)
+	err := t.tmpl.Execute(b, nil)
+	m.end(err == nil)
+	if err == nil {
+		return nil
+	}
+	b.buf, b.n = b.buf[:0], 0
+	bindTemplateFuncs(t.tmpl, b, t.opts.FunctionDenylist)
+	m.unapply()
+	if err2 := t.tmpl.Execute(b, nil); err2 != nil || errors.Is(err, errNotList) {
+		m.apply() // a range that met something else than a list stays as written
+		return err2
+	}
+	t.memo = nil
+	return nil
 }
 
 func (t *Template) canceled(ctx context.Context) error {

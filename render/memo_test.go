@@ -160,6 +160,36 @@ func TestMemoRunsChangedOnly(t *testing.T) {
 	}
 }
 
+// TestMemoForgets: outputs of instances gone from the answer are dropped
+// and their bytes reclaimed, however many answers replace every instance.
+func TestMemoForgets(t *testing.T) {
+	q := svcQuery(t, "web")
+	tm, err := Parse("memo.ctmpl", benchUpstream, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := Parse("memo.ctmpl", benchUpstream, Options{noMemo: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := tm.memo.ranges[0]
+	for i := range 12 {
+		data := benchInstances(2000) // new pointers: nothing to reuse
+		for _, s := range data {
+			s.Port += i
+		}
+		src := benchSource{q: data}
+		res, err := tm.Execute(src, nil)
+		want, _ := plain.Execute(src, nil)
+		if err != nil || string(res.Output) != string(want.Output) {
+			t.Fatalf("answer %d: %v, output differs: %v", i, err, string(res.Output) != string(want.Output))
+		}
+		if len(r.seen) != 2000 || len(r.arena) > 2*r.live+64<<10 {
+			t.Fatalf("answer %d: %d kept, arena %d bytes for %d live", i, len(r.seen), len(r.arena), r.live)
+		}
+	}
+}
+
 // TestMemoGivesWay: when an execution fails with its ranges remembered
 // and succeeds as written, the result is the one as written and the
 // template runs as written from then on.

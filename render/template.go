@@ -28,11 +28,13 @@ type Template struct {
 
 	opts Options
 
-	// sem serialises executions and guards pass. A channel rather than a
-	// mutex so that a caller whose context ends stops waiting for it.
+	// sem serialises executions and guards pass, memo and size. A channel
+	// rather than a mutex so that a caller whose context ends stops waiting
+	// for it.
 	sem  chan struct{}
 	pass *pass
 	memo *memo // nil: no range body to remember (memo.go)
+	size int   // the last output's length: the next one's buffer starts that large
 }
 
 // Options change how a template executes.
@@ -200,7 +202,9 @@ func (t *Template) ExecuteContext(ctx context.Context, src dep.Source, notify ch
 		p := &pass{src: src, notify: notify, used: map[dep.Query]bool{}, bound: b}
 		t.pass = p
 		defer func() { t.pass = nil }()
+		b.buf = make([]byte, 0, t.size+t.size/8)
 		err := t.run(b)
+		t.size = len(b.buf)
 		if err == nil {
 			// A lookup that saw the cancellation returned no data; the
 			// output must not pass for complete.

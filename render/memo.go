@@ -10,6 +10,7 @@ import (
 	"text/template/parse"
 
 	"github.com/autopilot/autopilot/internal/dep"
+	"github.com/autopilot/autopilot/internal/tmpltree"
 )
 
 // A {{ range }} over a service's instances runs its body once per instance
@@ -131,7 +132,7 @@ func newMemo(tm *template.Template, funcs template.FuncMap, strict bool) *memo {
 	}
 	for _, tr := range trees {
 		mutates := false
-		walkNodes(tr.Root, func(n parse.Node) bool {
+		tmpltree.Walk(tr.Root, func(n parse.Node) bool {
 			if id, ok := n.(*parse.IdentifierNode); ok && memoMutators[id.Ident] {
 				mutates = true
 			}
@@ -148,7 +149,7 @@ func newMemo(tm *template.Template, funcs template.FuncMap, strict bool) *memo {
 	m := &memo{}
 	stand := template.FuncMap{}
 	for _, tr := range trees {
-		walkNodes(tr.Root, func(n parse.Node) bool {
+		tmpltree.Walk(tr.Root, func(n parse.Node) bool {
 			rn, ok := n.(*parse.RangeNode)
 			if !ok || !memoizable(rn) {
 				return true
@@ -164,7 +165,7 @@ func newMemo(tm *template.Template, funcs template.FuncMap, strict bool) *memo {
 			r.call, r.none = sr.Pipe, sr.List
 			r.call.Cmds[0].Args[1] = rn.Pipe // NAME (PIPE)
 			used := template.FuncMap{}
-			walkNodes(rn.List, func(n parse.Node) bool {
+			tmpltree.Walk(rn.List, func(n parse.Node) bool {
 				if id, ok := n.(*parse.IdentifierNode); ok && funcs[id.Ident] != nil {
 					used[id.Ident] = funcs[id.Ident]
 				}
@@ -189,48 +190,6 @@ func newMemo(tm *template.Template, funcs template.FuncMap, strict bool) *memo {
 	return m
 }
 
-// walkNodes calls f on n and, while f returns true, on everything under n.
-func walkNodes(n parse.Node, f func(parse.Node) bool) {
-	if n == nil || reflect.ValueOf(n).IsNil() || !f(n) {
-		return
-	}
-	switch n := n.(type) {
-	case *parse.ListNode:
-		for _, c := range n.Nodes {
-			walkNodes(c, f)
-		}
-	case *parse.ActionNode:
-		walkNodes(n.Pipe, f)
-	case *parse.PipeNode:
-		for _, v := range n.Decl {
-			walkNodes(v, f)
-		}
-		for _, c := range n.Cmds {
-			walkNodes(c, f)
-		}
-	case *parse.CommandNode:
-		for _, a := range n.Args {
-			walkNodes(a, f)
-		}
-	case *parse.ChainNode:
-		walkNodes(n.Node, f)
-	case *parse.IfNode:
-		walkBranch(&n.BranchNode, f)
-	case *parse.WithNode:
-		walkBranch(&n.BranchNode, f)
-	case *parse.RangeNode:
-		walkBranch(&n.BranchNode, f)
-	case *parse.TemplateNode:
-		walkNodes(n.Pipe, f)
-	}
-}
-
-func walkBranch(b *parse.BranchNode, f func(parse.Node) bool) {
-	walkNodes(b.Pipe, f)
-	walkNodes(b.List, f)
-	walkNodes(b.ElseList, f)
-}
-
 // memoizable reports whether rn's body depends on its element alone (see
 // memo) and does enough work to be worth remembering.
 func memoizable(rn *parse.RangeNode) bool {
@@ -238,7 +197,7 @@ func memoizable(rn *parse.RangeNode) bool {
 		return false
 	}
 	ok, work := true, false
-	walkNodes(rn.List, func(n parse.Node) bool {
+	tmpltree.Walk(rn.List, func(n parse.Node) bool {
 		switch n := n.(type) {
 		case *parse.VariableNode, *parse.TemplateNode, *parse.BreakNode, *parse.ContinueNode:
 			ok = false

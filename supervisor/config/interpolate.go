@@ -13,6 +13,7 @@ import (
 
 	"github.com/autopilot/autopilot/internal/jsonpos"
 	"github.com/autopilot/autopilot/internal/lazyre"
+	"github.com/autopilot/autopilot/internal/tmpltree"
 )
 
 // Interpolation, as ContainerPilot renders its config: the raw text is a Go
@@ -153,7 +154,7 @@ func interpolate(src []byte, name string, env func(string) (string, bool)) ([]by
 		if t.Tree == nil || t.Tree.Root == nil {
 			continue
 		}
-		walkNodes(t.Tree.Root, func(n parse.Node) {
+		tmpltree.Walk(t.Tree.Root, func(n parse.Node) bool {
 			switch n := n.(type) {
 			case *parse.RangeNode:
 				if n.List != nil {
@@ -183,6 +184,7 @@ func interpolate(src []byte, name string, env func(string) (string, bool)) ([]by
 					data[n.Text] = ""
 				}
 			}
+			return true
 		})
 	}
 	for k := range data {
@@ -219,10 +221,11 @@ func noRecursion(tmpl *template.Template) error {
 		if t.Tree == nil || t.Tree.Root == nil {
 			continue
 		}
-		walkNodes(t.Tree.Root, func(n parse.Node) {
+		tmpltree.Walk(t.Tree.Root, func(n parse.Node) bool {
 			if c, ok := n.(*parse.TemplateNode); ok {
 				calls[t.Name()] = append(calls[t.Name()], c.Name)
 			}
+			return true
 		})
 	}
 	state := map[string]int{} // 1 on the path, 2 done
@@ -384,55 +387,6 @@ func unmark(marked, src []byte, name string) ([]byte, *textMap, error) {
 		}
 		m.segs = append(m.segs, textSeg{out: int64(len(out)), src: off, n: n, expansion: kind == "e"})
 		marked = marked[i+j+1:]
-	}
-}
-
-func walkNodes(n parse.Node, f func(parse.Node)) {
-	if n == nil {
-		return
-	}
-	f(n)
-	switch n := n.(type) {
-	case *parse.ListNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Nodes {
-			walkNodes(c, f)
-		}
-	case *parse.ActionNode:
-		walkNodes(n.Pipe, f)
-	case *parse.PipeNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Cmds {
-			walkNodes(c, f)
-		}
-	case *parse.CommandNode:
-		for _, c := range n.Args {
-			walkNodes(c, f)
-		}
-	case *parse.ChainNode:
-		walkNodes(n.Node, f)
-	case *parse.IfNode:
-		walkBranch(&n.BranchNode, f)
-	case *parse.RangeNode:
-		walkBranch(&n.BranchNode, f)
-	case *parse.WithNode:
-		walkBranch(&n.BranchNode, f)
-	case *parse.TemplateNode:
-		walkNodes(n.Pipe, f)
-	}
-}
-
-func walkBranch(b *parse.BranchNode, f func(parse.Node)) {
-	walkNodes(b.Pipe, f)
-	if b.List != nil {
-		walkNodes(b.List, f)
-	}
-	if b.ElseList != nil {
-		walkNodes(b.ElseList, f)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"text/template"
@@ -24,10 +25,11 @@ import (
 // previous execution and runs the body only for elements it has not seen:
 // 1.3 ms instead of 35 for the 10,000-instance render of BenchmarkRenderService.
 //
-// A body qualifies when, on the parse tree, it reads and declares no
-// variable ($ included), has no {{ template }}, {{ break }} or
-// {{ continue }}, and calls only functions in memoSafe, whose results depend
-// on their arguments alone: its output is then a function of its element.
+// A body qualifies when, on the parse tree, it reads no variable but those
+// it declares itself (not $, nor any of the enclosing template's), has no
+// {{ template }}, {{ break }} or {{ continue }}, and calls only functions
+// in memoSafe, whose results depend on their arguments alone: its output is
+// then a function of its element.
 // Elements are remembered by identity when they are pointers to dep's values
 // (decoded once, shared by every template, never modified) and by value when
 // they are strings, integers or booleans; any other element runs the body
@@ -196,25 +198,112 @@ func memoizable(rn *parse.RangeNode) bool {
 	if rn.List == nil || rn.Pipe == nil || len(rn.Pipe.Decl) > 0 {
 		return false
 	}
-	ok, work := true, false
-	tmpltree.Walk(rn.List, func(n parse.Node) bool {
+	var c bodyCheck
+	return c.list(rn.List, nil) && c.work
+}
+
+// bodyCheck reads a range body as text/template resolves its variables: a
+// variable the body reads or assigns must be declared in the body before,
+// in a block that is still open (a declaration lasts to the end of the if,
+// with or range whose pipeline or body holds it). Such variables live for
+// one element's execution, so the output stays a function of the element;
+// any other, $ included, is the enclosing template's.
+type bodyCheck struct{ work bool }
+
+// list checks l's nodes in order; scope holds the variables declared in
+// the body's open blocks. Whoever extends scope for a block clips it first,
+// so that sibling blocks never share what they declare.
+func (c *bodyCheck) list(l *parse.ListNode, scope []string) bool {
+	if l == nil {
+		return true
+	}
+	for _, n := range l.Nodes {
 		switch n := n.(type) {
-		case *parse.VariableNode, *parse.TemplateNode, *parse.BreakNode, *parse.ContinueNode:
-			ok = false
-		case *parse.PipeNode:
-			if len(n.Decl) > 0 {
-				ok = false
+		case *parse.TextNode, *parse.CommentNode:
+		case *parse.ActionNode:
+			c.work = true
+			if !c.pipe(n.Pipe, scope) {
+				return false
 			}
-		case *parse.IdentifierNode:
-			if !memoSafe[n.Ident] {
-				ok = false
+			scope = declare(n.Pipe, scope) // seen by the nodes after it
+		case *parse.IfNode:
+			if !c.branch(&n.BranchNode, scope) {
+				return false
 			}
-		case *parse.ActionNode, *parse.IfNode, *parse.WithNode, *parse.RangeNode:
-			work = true
+		case *parse.WithNode:
+			if !c.branch(&n.BranchNode, scope) {
+				return false
+			}
+		case *parse.RangeNode:
+			if !c.branch(&n.BranchNode, scope) {
+				return false
+			}
+		default: // template, break, continue
+			return false
 		}
-		return ok
-	})
-	return ok && work
+	}
+	return true
+}
+
+// branch checks an if, with or range: what its pipeline declares is seen
+// by its body and its else body, and by nothing after its end.
+func (c *bodyCheck) branch(b *parse.BranchNode, scope []string) bool {
+	c.work = true
+	if !c.pipe(b.Pipe, scope) {
+		return false
+	}
+	inner := declare(b.Pipe, slices.Clip(scope))
+	return c.list(b.List, inner) && c.list(b.ElseList, slices.Clip(inner))
+}
+
+// pipe checks a pipeline against the variables declared before it (its own
+// declarations are not: text/template evaluates it first).
+func (c *bodyCheck) pipe(p *parse.PipeNode, scope []string) bool {
+	if p == nil {
+		return true
+	}
+	if p.IsAssign {
+		for _, v := range p.Decl {
+			if !slices.Contains(scope, v.Ident[0]) {
+				return false
+			}
+		}
+	}
+	for _, cmd := range p.Cmds {
+		for _, a := range cmd.Args {
+			if !c.arg(a, scope) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (c *bodyCheck) arg(n parse.Node, scope []string) bool {
+	switch n := n.(type) {
+	case *parse.VariableNode:
+		return slices.Contains(scope, n.Ident[0])
+	case *parse.IdentifierNode:
+		return memoSafe[n.Ident]
+	case *parse.PipeNode:
+		return len(n.Decl) == 0 && c.pipe(n, scope)
+	case *parse.ChainNode:
+		return c.arg(n.Node, scope)
+	case *parse.FieldNode, *parse.DotNode, *parse.StringNode, *parse.NumberNode, *parse.BoolNode, *parse.NilNode:
+		return true
+	}
+	return false
+}
+
+// declare adds the variables p declares (not those it assigns) to scope.
+func declare(p *parse.PipeNode, scope []string) []string {
+	if p == nil || p.IsAssign {
+		return scope
+	}
+	for _, v := range p.Decl {
+		scope = append(scope, v.Ident[0])
+	}
+	return scope
 }
 
 // apply puts the remembering ranges in place; unapply puts the ranges as

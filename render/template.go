@@ -234,8 +234,9 @@ func (t *Template) ExecuteContext(ctx context.Context, src dep.Source, notify ch
 
 // run executes the template once into b. An execution with remembered
 // ranges that fails runs again as written, so that the error and the output
-// are text/template's own; if that run succeeds, the memo caused the
-// failure and the template does without it from now on (see memo).
+// are text/template's own. If that run succeeds, the memo caused the
+// failure: a range that met something else than a list stays as written,
+// and for any other cause the template does without the memo from now on.
 func (t *Template) run(b *bound) error {
 	bindTemplateFuncs(t.tmpl, b, t.opts.FunctionDenylist) // fresh scratch, executeTemplate bound to this template
 	m := t.memo

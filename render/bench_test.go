@@ -40,30 +40,47 @@ const benchUpstream = `upstream web {
 `
 
 // BenchmarkRenderService renders one service with 10, 1,000 and 10,000
-// instances: the per-change cost once the data has arrived.
+// instances, alternating between two answers that differ in one instance:
+// the per-change cost once the data has arrived, with the range remembered
+// (memo.go) and as written, in the same run.
 func BenchmarkRenderService(b *testing.B) {
 	q, err := dep.ParseService("web")
 	if err != nil {
 		b.Fatal(err)
 	}
-	tmpl, err := Parse("bench.ctmpl", benchUpstream, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
 	for _, n := range []int{10, 1000, 10000} {
-		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
-			src := benchSource{q: benchInstances(n)}
-			b.ReportAllocs()
-			var size int
-			for b.Loop() {
-				res, err := tmpl.Execute(src, nil)
-				if err != nil || !res.Complete() {
-					b.Fatalf("render: %v %v", err, res.Missing)
+		a := benchInstances(n)
+		c := slices.Clone(a)
+		changed := *c[n/2]
+		changed.Port++
+		c[n/2] = &changed
+		for _, mode := range []struct {
+			name string
+			opts Options
+		}{{"remembered", Options{}}, {"as-written", Options{noMemo: true}}} {
+			b.Run(fmt.Sprintf("instances=%d/%s", n, mode.name), func(b *testing.B) {
+				tmpl, err := Parse("bench.ctmpl", benchUpstream, mode.opts)
+				if err != nil {
+					b.Fatal(err)
 				}
-				size = len(res.Output)
-			}
-			b.ReportMetric(float64(size), "bytes/render")
-		})
+				src := benchSource{}
+				b.ReportAllocs()
+				var size, i int
+				for b.Loop() {
+					i++
+					src[q] = a
+					if i%2 == 0 {
+						src[q] = c
+					}
+					res, err := tmpl.Execute(src, nil)
+					if err != nil || !res.Complete() {
+						b.Fatalf("render: %v %v", err, res.Missing)
+					}
+					size = len(res.Output)
+				}
+				b.ReportMetric(float64(size), "bytes/render")
+			})
+		}
 	}
 }
 

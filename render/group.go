@@ -1,8 +1,6 @@
 package render
 
 import (
-	"context"
-	"sync"
 	"time"
 
 	"github.com/autopilot/autopilot/internal/dep"
@@ -67,27 +65,4 @@ func groupUnits(units []*unit, mode Mode) []*group {
 		u.group, u.notify = g, g.wake
 	}
 	return groups
-}
-
-// forwardEdits re-parses a member's edited template (-watch-templates)
-// and wakes the group, until ctx ends.
-func (r *Runner) forwardEdits(ctx context.Context, g *group) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for _, u := range g.units {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-u.reload:
-					r.reparse(u)
-					signal(g.wake)
-				}
-			}
-		}()
-	}
-	return func() { cancel(); wg.Wait() }
 }

@@ -100,15 +100,16 @@ func TestRunnerSharedCommandRunsOncePerChange(t *testing.T) {
 	})
 
 	// A render the command rejects: both files go back, the command runs
-	// again on the restored files.
+	// again on the restored files, then each file is tried alone (both are
+	// rejected alone too, so both go back again).
 	src.set(q, instances("web", "bad"))
+	want := []string{"127.0.0.1 | 127.0.0.1", "127.0.0.2 | 127.0.0.2", "bad | bad", "127.0.0.2 | 127.0.0.2",
+		"bad | 127.0.0.2", "127.0.0.2 | 127.0.0.2", "127.0.0.2 | bad", "127.0.0.2 | 127.0.0.2"}
 	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
-		s := r.Stats()
-		return s[0].Rollbacks == 1 && s[2].Rollbacks == 1, fmt.Sprintf("%+v", s)
+		return len(shared.Runs()) == len(want), fmt.Sprintf("%q", shared.Runs())
 	})
 	stop()
 	<-done
-	want := []string{"127.0.0.1 | 127.0.0.1", "127.0.0.2 | 127.0.0.2", "bad | bad", "127.0.0.2 | 127.0.0.2"}
 	if got := shared.Runs(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("shared command runs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -116,10 +117,70 @@ func TestRunnerSharedCommandRunsOncePerChange(t *testing.T) {
 		t.Errorf("files after the rejected render: %q, want the previous ones", got)
 	}
 	for _, i := range []int{0, 2} {
-		if s := r.Stats()[i]; s.Writes != 3 || s.Reloads != 3 || s.ReloadFailures != 1 || s.Commands != 4 {
-			t.Errorf("%s stats: %d writes, %d reloads (%d failed), %d commands; want 3, 3 (1), 4", s.Destination, s.Writes, s.Reloads, s.ReloadFailures, s.Commands)
+		if s := r.Stats()[i]; s.Writes != 3 || s.Reloads != 4 || s.ReloadFailures != 2 || s.Commands != 6 || s.Rollbacks != 2 {
+			t.Errorf("%s stats: %d writes, %d reloads (%d failed), %d commands, %d rollbacks; want 3, 4 (2), 6, 2", s.Destination, s.Writes, s.Reloads, s.ReloadFailures, s.Commands, s.Rollbacks)
 		}
 	}
+}
+
+// TestRunnerSharedCommandFindsRejectedTemplate: when the shared command
+// fails for several changed files, each is tried alone, so a good change
+// stays in place; a render the command rejected stays out while its data
+// does not change, so the other templates' later changes reach the command
+// without it.
+func TestRunnerSharedCommandFindsRejectedTemplate(t *testing.T) {
+	src := newMapSource()
+	web, db, lb := svcQuery(t, "web"), svcQuery(t, "db"), svcQuery(t, "lb")
+	src.set(web, instances("web", "w1"))
+	src.set(db, instances("db", "d1"))
+	src.set(lb, instances("lb", "l1"))
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.conf"), filepath.Join(dir, "b.conf")
+	shared := &sharedCommand{files: []string{a, b}}
+	// a renders web and lb; b renders web, turning the address "x" into a
+	// line the command rejects, and db.
+	ta := writeTemp(t, "a.ctmpl", `{{ range service "web" }}{{ .Address }}{{ end }}+{{ range service "lb" }}{{ .Address }}{{ end }}`)
+	tb := writeTemp(t, "b.ctmpl", `{{ range service "web" }}{{ if eq .Address "x" }}bad{{ else }}{{ .Address }}{{ end }}{{ end }}/{{ range service "db" }}{{ .Address }}{{ end }}`)
+	r, err := NewRunner(src, []Config{
+		{Source: ta, Destination: a, Command: shared.run, CommandName: "reload proxy"},
+		{Source: tb, Destination: b, Command: shared.run, CommandName: "reload proxy"},
+	}, RunnerOptions{Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := r.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { r.Run(runCtx); close(done) }()
+	defer func() { stop(); <-done }()
+	var want []string
+	expect := func(files string, runs ...string) {
+		t.Helper()
+		want = append(want, runs...)
+		testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+			got := shared.Runs()
+			return strings.Join(got, "\n") == strings.Join(want, "\n"), strings.Join(got, "\n")
+		})
+		if got := readFile(t, a) + " | " + readFile(t, b); got != files {
+			t.Fatalf("files %q, want %q", got, files)
+		}
+	}
+	expect("w1+l1 | w1/d1", "w1+l1 | w1/d1")
+	// Both change; the command rejects b's change, not a's: both go back,
+	// then a alone goes in and b alone is rejected.
+	src.set(web, instances("web", "x"))
+	expect("x+l1 | w1/d1", "x+l1 | bad/d1", "w1+l1 | w1/d1", "x+l1 | w1/d1", "x+l1 | bad/d1", "x+l1 | w1/d1")
+	// b's own data changes: its new render is tried, and rejected.
+	src.set(db, instances("db", "d2"))
+	expect("x+l1 | w1/d1", "x+l1 | bad/d2", "x+l1 | w1/d1")
+	// Only a's data changes: b renders what was rejected, with none of its
+	// data changed, and stays out; a's change reaches the command.
+	src.set(lb, instances("lb", "l2"))
+	expect("x+l2 | w1/d1", "x+l2 | w1/d1")
 }
 
 // TestGroupUnits: only templates whose command and reload timing agree,

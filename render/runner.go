@@ -37,8 +37,10 @@ type Config struct {
 	// whole process group is then killed) and the render is not applied.
 	CheckTimeout time.Duration
 	// Command runs after each swap (consul-template's third field); an
-	// error is a failed reload. nil: none. Templates of one Runner with the
-	// same CommandName render together and run it once per change (group).
+	// error is a failed reload. nil: none. In ModeWrite, templates of one
+	// Runner without Apply whose CommandName, ReloadName, Wait, Splay and
+	// CommandTimeout agree render together and run it once per change
+	// (groupUnits).
 	Command func(ctx context.Context) (output []byte, err error)
 	// CommandName names Command in logs, e.g. "nginx -s reload".
 	CommandName string
@@ -62,7 +64,7 @@ type Config struct {
 	// [0, Splay) after the new file is in place (Nomad's splay), so that a
 	// fleet of renderers watching the same service does not reload its
 	// proxies in lockstep. Cancelling the run ends the delay (and skips the
-	// reload). The delay holds this template's pipeline, not the others'.
+	// reload). The delay holds this template's group, not the others.
 	Splay time.Duration
 	Options
 
@@ -240,7 +242,6 @@ type unit struct {
 	cfg    Config
 	log    zerolog.Logger
 	notify chan struct{} // its group's wake
-	reload chan struct{} // template source edited
 	group  *group
 
 	tmplMu sync.Mutex
@@ -248,10 +249,12 @@ type unit struct {
 	text   []byte // the source as parsed by NewRunner: -watch-templates' baseline
 
 	used    map[dep.Query]any // queries of the last pass and the values they had
-	changed []string          // queries whose value changed before the last pass, for logs
+	changed []string          // queries whose value changed before the last pass
 	last    []byte            // destination content we know is in place (nil: none)
 	have    bool              // last is meaningful
-	first   bool              // first complete render done
+	// rejected is a render the reload failed with and that was put back
+	// (attribute); commit leaves the same render out until the data changes.
+	rejected []byte
 
 	mu    sync.Mutex
 	stats Stats
@@ -278,7 +281,7 @@ func NewRunner(src dep.Source, cfgs []Config, opts RunnerOptions) (*Runner, erro
 		if err != nil {
 			return nil, err
 		}
-		u := &unit{cfg: c, tmpl: t, text: text, notify: make(chan struct{}, 1), reload: make(chan struct{}, 1),
+		u := &unit{cfg: c, tmpl: t, text: text, notify: make(chan struct{}, 1),
 			log: opts.Log.With().Str("template", c.Source).Str("destination", c.Destination).Logger()}
 		if b, err := os.ReadFile(c.Destination); err == nil {
 			u.last, u.have = b, true
@@ -448,10 +451,6 @@ func (r *Runner) Run(ctx context.Context) error {
 // errors logged, the last good files kept; it returns an error that ends
 // the run (see Config.ExecuteErrors), or nil when ctx ends.
 func (r *Runner) run(ctx context.Context, g *group) error {
-	if r.opts.WatchTemplates {
-		stop := r.forwardEdits(ctx, g)
-		defer stop()
-	}
 	defer func() {
 		for _, u := range g.units {
 			r.unsubscribeAll(u)
@@ -666,20 +665,25 @@ type memberResult struct {
 	applied   bool    // complete, and in place (written or unchanged) or shown
 }
 
+// swapped is a file a pass put in place: its unit, its index in the pass,
+// what it replaced and what it is.
+type swapped struct {
+	u        *unit
+	i        int
+	prev     []byte
+	hadPrev  bool
+	out      []byte
+	restored bool
+}
+
 // pass executes each of units (one group's) and handles every complete
 // render per the mode. In ModeWrite each changed file is staged, checked
 // and swapped in (or applied live through Apply), then the group's command
 // and reload run once for all that changed; if they fail, every file they
-// ran for goes back to its previous content and they run once more.
+// ran for goes back to its previous content and they run once more, and
+// then each file is tried alone to find the ones they reject (attribute).
 func (r *Runner) pass(ctx context.Context, units []*unit) []memberResult {
 	out := make([]memberResult, len(units))
-	type swapped struct {
-		u        *unit
-		i        int
-		prev     []byte
-		hadPrev  bool
-		restored bool
-	}
 	var changed []*swapped
 	for i, u := range units {
 		if ctx.Err() != nil {
@@ -705,7 +709,7 @@ func (r *Runner) pass(ctx context.Context, units []*unit) []memberResult {
 			continue
 		}
 		u.log.Info().Int("bytes", len(res.Output)).Strs("changed", u.changed).Msg("file updated")
-		changed = append(changed, &swapped{u: u, i: i, prev: prev, hadPrev: hadPrev})
+		changed = append(changed, &swapped{u: u, i: i, prev: prev, hadPrev: hadPrev, out: res.Output})
 	}
 	if len(changed) == 0 {
 		return out
@@ -755,7 +759,53 @@ func (r *Runner) pass(ctx context.Context, units []*unit) []memberResult {
 			out[c.i].err = fmt.Errorf("%w (previous file restored and reloaded)", err)
 		}
 	}
+	if rerr == nil && !lead.cfg.ExitOnCommandError {
+		r.attribute(ctx, lead.cfg, changed, out)
+	}
 	return out
+}
+
+// attribute runs after the group's reload failed for several changed
+// files and succeeded again once they were all put back: it puts each one
+// in place alone and reloads, keeps those the reload accepts and puts back
+// the others. A file the reload rejected alone (or the only one changed)
+// is marked rejected, so that the same render does not go back in, and take
+// the other templates' changes down with it at every pass, until its own
+// data changes (commit). In consul-template's mode a failed command ends
+// the run, so nothing is tried.
+func (r *Runner) attribute(ctx context.Context, cfg Config, changed []*swapped, out []memberResult) {
+	var tries []*swapped
+	for _, c := range changed {
+		if c.restored {
+			tries = append(tries, c)
+		}
+	}
+	if len(tries) == 1 {
+		tries[0].u.rejected = tries[0].out
+		return
+	}
+	for _, c := range tries {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := WriteFile(c.u.cfg.Destination, c.out, c.u.cfg.Perms); err != nil {
+			continue // it stays as it was put back
+		}
+		alone := []*unit{c.u}
+		err := runReload(ctx, cfg, c.u.cfg.Destination, alone)
+		c.u.countReload(err)
+		if err == nil {
+			c.u.last = c.out
+			out[c.i].err, out[c.i].applied = nil, true
+			c.u.log.Info().Msg("applied alone: the failed reload rejected another template's change")
+			continue
+		}
+		c.u.rejected = c.out
+		c.u.log.Error().Err(err).Msg("the reload rejects this template's change alone; restoring the previous file")
+		if r.restore(c.u, c.prev) == nil {
+			runReload(ctx, cfg, c.u.cfg.Destination, alone) //nolint:errcheck // back to what it accepted a moment ago
+		}
+	}
 }
 
 // commit stages out, checks it and swaps it in, unless it equals what is in
@@ -768,6 +818,10 @@ func (r *Runner) commit(ctx context.Context, u *unit, out []byte) (prev []byte, 
 		u.mu.Lock()
 		u.stats.Unchanged++
 		u.mu.Unlock()
+		return nil, false, false, nil
+	}
+	if u.rejected != nil && len(u.changed) == 0 && bytes.Equal(out, u.rejected) {
+		u.log.Debug().Msg("the same render the reload rejected, none of its data changed: left out")
 		return nil, false, false, nil
 	}
 	writeErr := func(err error) error {
@@ -815,7 +869,7 @@ func (r *Runner) commit(ctx context.Context, u *unit, out []byte) (prev []byte, 
 		return nil, false, false, writeErr(err)
 	}
 	prev, hadPrev = u.last, u.have
-	u.last, u.have = out, true
+	u.last, u.have, u.rejected = out, true, nil
 	u.mu.Lock()
 	u.stats.Writes++
 	u.stats.LastWrite = time.Now()
@@ -915,7 +969,8 @@ func splay(max time.Duration) time.Duration {
 }
 
 // runReload runs cfg's Command, then its Reload hook, after the files named
-// by dests changed; each step counts in the Commands of every unit of for.
+// by dests changed; each step counts in the Commands of every unit of
+// forUnits.
 func runReload(ctx context.Context, cfg Config, dests string, forUnits []*unit) error {
 	count := func() {
 		for _, u := range forUnits {

@@ -11,8 +11,8 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// watchSources signals a unit's reload channel whenever the content of its
-// template file changes, however it changed:
+// watchSources re-parses a unit's template and wakes its group whenever
+// the content of its template file changes, however it changed:
 //   - in-place writes (echo >>, editors that rewrite the file);
 //   - rename-over (vim, emacs, config management writing a temp file and
 //     renaming it onto the template);
@@ -117,7 +117,8 @@ func (r *Runner) watchSources(ctx context.Context) (stop func(), err error) {
 						continue
 					}
 					s.last = b
-					signal(s.u.reload)
+					r.reparse(s.u)
+					signal(s.u.notify) // its group's wake
 				}
 				rewatch(false)
 			case err, ok := <-fw.Errors:

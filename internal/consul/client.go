@@ -52,8 +52,9 @@ type ClientOptions struct {
 	// Configure, if set, edits consul/api's config after the environment,
 	// addr and this package's transport settings are applied, so it may
 	// override them: the consul-template personality sets its token, TLS,
-	// basic auth and connection-pool options this way instead of through
-	// the environment (which its -exec child would inherit).
+	// basic auth and connection pool (consul-template's defaults, 100 idle
+	// connections per host, unless its transport block says otherwise)
+	// this way; the CONSUL_HTTP_* its children see come from ctconfig's ChildEnv.
 	Configure func(*api.Config)
 }
 

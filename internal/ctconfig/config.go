@@ -35,8 +35,8 @@ type Config struct {
 	PidFile      *string
 	Exec         *Exec
 	// BlockQueryWait is block_query_wait: how long Consul may hold each
-	// blocking query (consul-template's default is 1m; 0 sends none, so
-	// Consul's own default applies).
+	// blocking query (consul-template's default is 1m; 0 means Consul's
+	// own default, 5m).
 	BlockQueryWait *time.Duration
 	// TemplateErrorFatal is template_error_fatal or -template-error-fatal:
 	// the default of every template's ErrorFatal (consul-template's is true).

@@ -320,30 +320,32 @@ func TestRunnerErrorPolicies(t *testing.T) {
 	const text = `{{ range service "web" }}{{ if eq .Address "bad" }}{{ fail "bad address" }}{{ end }}{{ .Address }}{{ end }}`
 	tmpl := writeTemp(t, "t.ctmpl", text)
 	q := svcQuery(t, "web")
-	var logs testenv.Buffer // what the runner logged, for the subtests that wait for a failure
-	start := func(t *testing.T, cfg Config, once bool) (*mapSource, string, <-chan error) {
-		src := newMapSource()
+	// start runs a Runner for cfg until the subtest ends; logs is what it
+	// logged, for the subtests that wait for a failure.
+	start := func(t *testing.T, cfg Config, once bool) (src *mapSource, dest string, done <-chan error, logs *testenv.Buffer) {
+		logs = &testenv.Buffer{}
+		src = newMapSource()
 		src.set(q, instances("web", "127.0.0.1"))
 		cfg.Source = tmpl
 		if cfg.Destination == "" {
 			cfg.Destination = filepath.Join(t.TempDir(), "out")
 		}
-		r, err := NewRunner(src, []Config{cfg}, RunnerOptions{Log: zerolog.New(&logs)})
+		r, err := NewRunner(src, []Config{cfg}, RunnerOptions{Log: zerolog.New(logs)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		done, ended := make(chan error, 1), make(chan struct{})
+		result, ended := make(chan error, 1), make(chan struct{})
 		go func() {
 			defer close(ended)
 			if once {
-				done <- r.Once(ctx)
+				result <- r.Once(ctx)
 				return
 			}
-			done <- r.Run(ctx)
+			result <- r.Run(ctx)
 		}()
 		t.Cleanup(func() { cancel(); <-ended })
-		return src, cfg.Destination, done
+		return src, cfg.Destination, result, logs
 	}
 	awaitFile := func(t *testing.T, dest, want string) {
 		t.Helper()
@@ -362,7 +364,7 @@ func TestRunnerErrorPolicies(t *testing.T) {
 	}
 
 	t.Run("ErrorsExit ends Run, the good file stays", func(t *testing.T) {
-		src, dest, done := start(t, Config{ExecuteErrors: ErrorsExit}, false)
+		src, dest, done, _ := start(t, Config{ExecuteErrors: ErrorsExit}, false)
 		awaitFile(t, dest, "127.0.0.1")
 		src.set(q, instances("web", "bad"))
 		awaitEnd(t, done, "bad address")
@@ -371,7 +373,7 @@ func TestRunnerErrorPolicies(t *testing.T) {
 		}
 	})
 	t.Run("ErrorsDefault keeps Run going", func(t *testing.T) {
-		src, dest, done := start(t, Config{}, false)
+		src, dest, done, logs := start(t, Config{}, false)
 		awaitFile(t, dest, "127.0.0.1")
 		src.set(q, instances("web", "bad"))
 		testenv.Eventually(t, 5*time.Second, func() (bool, string) {
@@ -394,8 +396,10 @@ func TestRunnerErrorPolicies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
 		done := make(chan error, 1)
-		go func() { done <- r.Once(context.Background()) }()
+		go func() { done <- r.Once(ctx) }()
 		testenv.Eventually(t, 5*time.Second, func() (bool, string) {
 			return strings.Contains(logs.String(), "template failed to execute; waiting for the next change"), logs.String()
 		})
@@ -424,7 +428,9 @@ func TestRunnerErrorPolicies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := r.Once(context.Background()); err == nil || !strings.Contains(err.Error(), "bad address") {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := r.Once(ctx); err == nil || !strings.Contains(err.Error(), "bad address") {
 			t.Fatalf("Once = %v; want the execution error", err)
 		}
 	})
@@ -436,7 +442,7 @@ func TestRunnerErrorPolicies(t *testing.T) {
 			}
 			return nil, nil
 		}
-		src, _, done := start(t, Config{Destination: dest, ExitOnCommandError: true, Command: failOn9}, false)
+		src, _, done, _ := start(t, Config{Destination: dest, ExitOnCommandError: true, Command: failOn9}, false)
 		awaitFile(t, dest, "127.0.0.1")
 		src.set(q, instances("web", "127.0.0.9"))
 		awaitEnd(t, done, "reload refused")
